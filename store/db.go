@@ -142,10 +142,10 @@ func (s *DB) Migrate(ctx context.Context) error {
 	defer conn.Close()
 	if s.engine == Postgres {
 		// Replicas starting together must not apply a migration twice.
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(7461726d79)`); err != nil {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(74617279)`); err != nil {
 			return fmt.Errorf("migrate lock: %w", err)
 		}
-		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(7461726d79)`) //nolint:errcheck
+		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(74617279)`) //nolint:errcheck
 	}
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)

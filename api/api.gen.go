@@ -268,7 +268,7 @@ type PricingBreakdown struct {
 type Refund struct {
 	AmountSats int64 `json:"amountSats"`
 
-	// FailureReason Why the last payment attempt failed
+	// FailureReason Why the last payment attempt failed, if it did.
 	FailureReason *string `json:"failureReason,omitempty"`
 
 	// PaymentHash The claimed invoice's payment hash.
@@ -1374,11 +1374,11 @@ type GetOpenAPIResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *map[string]interface{}
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenAPIResponse) GetYAML200() *string {
+func (r GetOpenAPIResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
 }
 
@@ -1876,7 +1876,7 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest map[string]interface{}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -2943,48 +2943,48 @@ func (sh *strictHandler) GetOpenAPI(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFp7b9s4Ev8qhG6B3QUU2+ljgbp/pY/bpmg3uSSLO6DutZQ4tthIpEqO7PoCf/fDkJIsyVJipw3QvxJL",
-	"fAzn8ZvfDHUTxDrLtQKFNpjeBDk3PAME43691dHpK/pHqmAa5ByTIAwUzyCYBlIEYWDgayENiGCKpoAw",
-	"sHECGacZc20yjsE0KAo3Etc5zbJopFoEm82GJttcKwtuq9fGaEP/xFohKKR/eZ6nMuYotRp/sVrRs+0O",
-	"vxiYB9PgH+PtCcb+rR371dwuAmxsZE6LBNPgRDGgdyFbSUwYZxlYyxfA5tqwHHSewiigaeVKtNHLlMvs",
-	"AuaFEhfwtQDrhMuNzsGghFJv6wwUNt539mUvzt5dHR8zqZZaxn4/+MZjTNcME2DGrc94pguFox6FNZX9",
-	"obvfx3q8jr5AjMEmDF5qi+9ALMDsivPvhKPbdqXNNeMxFjxN16ywIBhXgq3o/YpbFifcLECQQO0D+zm0",
-	"x99WtAwudBGlsD2BKrIIDEnk55yqvMArfQ3KtuZJhX882U6TCmHRnHdW4KETI4zPjYxhfxHL815y3HeP",
-	"TAtIaWzHYGGAGnl6gLwdE+9qq1cT7X3CjmHaJ2prpNdpDHCEtzoa9HQz5OK1T/EFKGQ20UUqmNAj9pdG",
-	"BlmO6+eMI8u0Rfb+5D+fLl7/6+/Xl1efXr45ubh0nsZjQp67vd/c5vbuBOKtjnZlhyUp1AXgXQhSDjtV",
-	"c02rftHRqdgH19qC+mlha+M+oV9Bpi9KONwVe9jFDNgixZ5XOwpz4/q3Xp7z9fDmJdK84TbpFcEix8Lu",
-	"qc5LP3gAzdwe9Yp9wtZZomPX6vHtWvDD+tZ9AzzFZHdh58q7rn5Ve3nE42tQgklF4DllFosoZFxhYnQu",
-	"Y6YN0zkoLnucOgwERx5xr/X2DvZrKhFoeq4tLgzY3gVSuUhQ0Y9eGd9VrwfkTFUk0dIuqRK9G2ytC6rI",
-	"SIn6uqHBAUWXs5ryhaUuG4fuM0Qz7Hat4ZLjIDZnUsmMhDzuw2n4lksD9gTbmYAjHKHMoO/wiU5FXyqn",
-	"53Uil5ZZQExBMK3SNdOKHqL1qVVaJiCVSzDQVHCkdQpc0Sad+Mo5Ihja578fJkfP+NH8480fTza/9Ml3",
-	"F+loU4477Pvd0VuJEXbCuWG1phVusf5lLVT7PBRJU1aonEsxYjyOIUcQU0a/HW1JIBXPXQ6yYJZknYRb",
-	"pjQy5NegmES2BhzNVGmxaWssan3tHpTyj1jMVQypG8jd4tUrtgKFM0VRxVC7SVGxBsN+08b9qrwj5oop",
-	"zVKtFmBYBE7W30fM60FMmYIlGPd0NFOkoCrMclAum/tDEix6mSmlV2LVChU9MRkGvTkwbtHC26zeIJDE",
-	"jHxePSR+HN6+9wS7N3fcPx/TzPdVWtwFPpcxGRIjoZEFSV7SbOekvbGwb44nKixjqRYvDPBroVfqLuHP",
-	"u+NdBPGypOnSqHWDRRmg2NhDeF8/3CWIr2K2489WW67bFoOetqJDr8A2Hb3MKNYVUrrAFira30nIPdhz",
-	"g03uT248bN3pMm91dOnGbcKgyMWh3kv4fR/nHKCAXuRmHDWl6kPDWv5G9uUrLlGqxSdy608lGpUEs+BY",
-	"ZtpqEB2hOegbxEU5hk6RgpOo8jGyGJd3w8p5j/e3neeNXm2ryzmAKyW/FhpBjBjFp/u/BEHvQdvxjXR1",
-	"UPofLv8udWHifgQ6vEIEizIjqzVq3w4AUSnGCGcZT7WCVijssfDhBXI99R41slRzwwfPcg7mqIxRZhNu",
-	"gOm5gwQw7oR7ni3jZiHVeYx7Knm44nGe8/pQLteJSb/8gMqH1Nlj+o72mudsu9aOL3ZoUedUfWhwUQP8",
-	"d0YFxXhh4OKO/JNyizXdIVKa5chqfJBzIlNCilEwVUWaDrPTitjuJuk45TKDOmf8auvtEm6TQboK+yW5",
-	"Evq7TZWm1v1qw8qu0bdDQ1cgQtKRYjkoQeXVKpEpOLVVh6qOIi3VXHNXCFWTiOw1qd7KqbRcy/Fn2Ye8",
-	"Gx+tukebMsvWzEKaWnZyWlIHD77asBcSYy1VoxoshbOjmZqpE/ZFRySno9FSMVxpZhFyO23k+5yvLePM",
-	"ZjxNHaeqzBZu2cpMCYilIERPABMwjhvza2iyl9Axda5q/l69YAtA2oLknqmKQBPVAsHmRmdevwSrLn5H",
-	"7IxKrW7eqE/SEIveW7cvPaTjVunPVn1gTza8bH6T1FFfp6K3OrIs00vXtl1xQ6UeLSUN0ytFp1U182EE",
-	"kiTAc/b5z9dXn31VaIALUvdJmpY9Xj+wjEtmOWqbSDtirsXhX36+mXkOPQumbBbMisnkcVw2rN0PmAWb",
-	"z75uQIkp1K5wcn4ahMESjPUOMhkdjybk2K4ZkctgGjweTUaPnbNh4qBjzHM5FpA5/1qAw1YCGtd/J2Ic",
-	"XBTqFb0PW9cEH8rrga8FmPX2fsDU5eDwJUHXwT92LgUeTSY/7Eqg1WLruRmoezq/kqfYFZgRKeyJF6Fv",
-	"5VrU6rohDJ48evbwdxhnlHxdnQrm6PSckc1YKjPpsnECXJTXNxeAZn10Mse+K4BLiDXR90KhTD3i0xIU",
-	"CICu27Rjp22nmoR6epBmnk4e7T2agL7IMm7WwTT4pwEImaHc7gQE0cA3f1dTeu5ybLGIxjlfj28ayWfj",
-	"cqa2PQ7te58Vye936/atV7u18bN4dquDO+DbHXi8j3NPnhw0+tlB7jG5n3uc8zWlJSyio21+q0oI9gqW",
-	"kOrcZWLC4eeMR9alZcVyo0URk4YaXpS4RvD/BiHwT8CyV/yABi13GDBkVZBTqpJoWdVPbaLW08nj+6nz",
-	"nVyCAuuTZb1ynEDcjLUvOrLDUVXfIQV1ff9Ci/UPU8/OHdWmzfIoFjc75jn+wfu7G6YBExHDgG/Sotcj",
-	"lePWUTH668jTHOA+EXj8+IFi6jsA2quDcXdqOu4CcHvQuppvOc/4RorNbUHmvaeDx32ybYeM/dcKDwq1",
-	"t9v8wTH13ih5AVx4C43YVSJt2XbmYskVcVaJz+uigAndZ63xtsNYhX2HlhDPpeFEjm/vDrLf3v0VSbS/",
-	"u/64XlWfPziG7EsoylMGYm0ECBbBXBto9ubpdcZFiYKWSQFZrsnA05kykIPrhfkGJs/KsowZwMIo2/jg",
-	"4lfL4sIYd2FN1V5YVQm0ivsio1aWLypW5MyOcXdAb/uRyHc57gPA5e7nK3sB5o+Lmqrr3B84tSGcARgn",
-	"urotpX8ynvJzIrBz7uZXRA6L9Qps9Z2T6v3wiFC6+uKojviyRByteZbeBtFnOShfZx7gONWiw0y510fK",
-	"vZjQceHCv7qZAMMkVfK+ndHRi0O6asrIr+0n+bAsTBpMg3Gw+bj5fwAAAP//",
+	"zFptb9tGEv4rA16BtoAsKU1aoMonp8k1DtLGZ6e4A6pcsuSOxI3JXWZ3KEUX6L8fZpekSIqyJScB8skW",
+	"uS+z8/LMM7P8FCUmL4xGTS6afYoKYUWOhNb/emHii6f8j9LRLCoEpdEo0iLHaBYpGY0iix9KZVFGM7Il",
+	"jiKXpJgLnrEwNhcUzaKy9CNpU/AsR1bpZbTdbnmyK4x26Ld6Zq2x/E9iNKEm/lcURaYSQcroyXtnND/b",
+	"7fCdxUU0i/4x2Z1gEt66SVjN7yLRJVYVvEg0i841IL8bwVpRCgJydE4sERbGQoGmyHAc8bRqJd7ot0yo",
+	"/AoXpZZX+KFE54UrrCnQksJKb5scNbXe9/aFJ69evn7wAJReGZWE/fCjSCjbAKUI1q8PIjelpvGAwtrK",
+	"/ru/35tmvInfY0LRdhT9Zhy9RLlEuy/Ov1NBftu1sTcgEipFlm2gdChBaAlrfr8WDpJU2CVKFqh74DCH",
+	"9/jLyY7BpSnjDHcn0GUeo2WJwpwLXZT02tygdp15StMvj3bTlCZctue9KunUiTEll1YleLyI1XmvBR27",
+	"R24kZjy2Z7BRRIZEdoK8PRPva2tQE919Rj3DdE/U1cig01gUhC9MfNDT7SEXb3xKLFETuNSUmQRpxvCn",
+	"IcC8oM1jEAS5cQR/nP/n7dWzf/317Pr129+en19de08TCSPP3d5vb3N7fwL5wsT7suOKFeoD8C4EqYZd",
+	"6IXhVd+b+EIeg2tdQcO0UWfjIaGfYm6uKjjcF/uwi1l0ZUYDr/YU5scNb726FJvDm1dI81y4dFAER4JK",
+	"d6Q6r8PgA2jm92hWHBK2yRI9u9aPb9dCGDa07nMUGaX7C3tX3nf1142XxyK5QS1BaQbPGTgq4xEITak1",
+	"hUrAWDAFaqEGnHoUSUEiFkHr3R3ch0wR8vTCOFpadIMLZGqZkuYfgzK+rF8fkDPTsSLHu2RaDm6wsy7q",
+	"MmclmpuWBg8ouprVlm9U6bJ16CFDtMNu3xo+OR7E5lxplbOQD4ZwGj8WyqI7p24mEIRnpHIcOnxqMjmU",
+	"yvl5k8iVA4dEGUowOtuA0fyQXEityoHETK3QYlvBsTEZCs2b9OKrEERoeZ///j09+1WcLd58+uXR9rsh",
+	"+e4iHV3KcYd9Pzt6azFGvXBuWa1thVusf90I1T0PR9IMSl0IJccgkgQLQjkD/u1pS4qZfOxzkEO7Yuuk",
+	"woE2BCRuUIMi2CCN57qy2Kwzloy58Q8q+ceQCJ1g5gcKv3j9Ctaoaa45qoCMnxSXG7Twg7H+V+0didCg",
+	"DWRGL9FCjF7WH8cQ9CBnoHGF1j8dzzUrqA6zArXP5uGQDItBZk7ptViNQuVATI6iwRyYdGjhbVZvEUhm",
+	"RiGvnhI/Hm//CAR7MHfcPx/zzD/qtLgPfD5jAjEj4ZElS17RbO+kg7FwbI5nKqwSpZdPLIobadb6LuEv",
+	"++N9BImqpOnTqE2LRVnk2DhC+FA/3CVIqGJ241+td1y3KwY/7USHWaNrO3qVUZwvpExJHVR0P7KQR7Dn",
+	"Fps8ntwE2LrTZV6Y+NqP246ispCnei/j932c8wAFDCK346gt1RAaNvK3sq9YC0VKL9+yW7+t0KgimKWg",
+	"KtPWg/gI7UEfMSmrMXyKDL1EtY+xxYS6G1YuB7y/6zzPzXpXXS4QfSn5oTSEcgwcn/7/CgSDB+3Gt9LV",
+	"Sen/cPl3bUqbDCPQ6RUiOlI5W61V+/YAiEsxYJwFkRmNnVA4YuHTC+Rm6j1qZKUXVhw8yyXasypGwaXC",
+	"IpiFhwS0/oRHni0Xdqn0ZUJHKvlwxeM959mpXK4Xk2H5Ayo/pM4B0/e01z5n17X2fLFHi3qnGkKDqwbg",
+	"PzMqOMZLi1d35J9MOGroDpPSvCAI+DACtWAuJdVw0dCjtPvpOcmEyrHJFt+7ZqNUuPQgUcXj0lsF+v12",
+	"SlvfYbXDam5wt0dA13x4SlFDgVpyYbVOVYZeYfWh6qMox9XWwpdA9SQRNNaQvLUH22otz5zVEOZuQ5ya",
+	"AW2qPN+AwyxzcH5RkYYAu8bCE0WJUbpVB1bCufFcz/U5vDcxy+kJtNJAawOOsHCzVqYvxMaBAJeLLPNs",
+	"qjbbaMdT5lpioiRjeYqUovWsWNxgm7eMPEcXumHu9QtYIvEWLPdc19SZSRZKWFiTB/0yoPrIHcMrLrL6",
+	"GaM5SUssfu/8vvyQj1snPld3gAPNCLKFTTJPer2KXpjYQW5WvmG7FpaLPF5KWTBrzafVDecBhkcW4DG8",
+	"+/3Z63ehHrQoJKv7PMuq7m4YWEUkOEHGpcqNwTc3wst3n+aBPc+jGcyjeTmdPkyqVrX/gfNo+y5UDKQo",
+	"w8YVzi8volG0QuuCg0zHD8ZTdmzfhihUNIsejqfjh97ZKPWgMRGFmkjMvX8t0aMqQ4zvvDMljq5K/ZTf",
+	"jzoXBH9XFwMfSrSb3c2AbQrBw9cDfQd/07sO+Gk6/WKXAZ3m2sCdQNPN+Z49xa3Rjllhj4IIQys3otYX",
+	"DaPo0U+/fv3bi1ecdn2Fivbs4hLYZpCpXPk8nKKQ1cXNFZLdnJ0vaKj5f42JYeJealJZwHpeggMByfeZ",
+	"9uy061GzUD+fpJmfpz8dPZqBvsxzYTfRLPqnRRyB5azuBUTZwrdwS1N57mriqIwnhdhMPrWSz9ZnS+MG",
+	"HDp0PWt6P+zW3fuublPjW/HsTu/2gG/34PE+zj19dNLoX09yj+n93ONSbDgtURmf7fJbXTzAU1xhZgqf",
+	"iRmHH4OInU/LGgprZJmwhlpelPoW8P8OQuDvSFWX+CsatNrhgCHrUpxTlSIHdSe1jVo/Tx/eT50v1Qo1",
+	"upAsm5WTFJN2rL03sTscVc3tUdRU9k+M3Hwx9ezdTm27LI9jcbtnngdfeH9/t3TARMww8KNyFPTIhbjz",
+	"VIz/evK0QLxPBD54+JVi6jMAOqgDhD81H3eJtDtoU8d3nGfyScntbUEWvKeHx0Oy7YZMwncKXxVqb7f5",
+	"V8fUe6PkFQoZLDSG16lyVcNZyJXQzFkVPW6KApBmyFqTXW+xDvseLWGey8OZHN/eF4QfXv4ZK3I/+s64",
+	"WdcfPniGHEoozlMWE2MlSohxYSy2u/L8OheyQkEHSmJeGDbwbK4tFui7YKF1KfKqLAOLVFrtWp9afO8g",
+	"Ka31V9Vc7Y3qKoFX8d9iNMoKRcWandkz7h7o7T4P+SzH/Qpwuf/hylGA+eWipu43DwdOYwhvABBMV3el",
+	"9DfGU75NBPbO3f5+yGOxWaOrv3DSg58cMUrX3xo1EV+ViOONyLPbIPpVgTrUmSc4Tr3oznH2vsyq1oWH",
+	"IE1S+iu4aK9FM+xK9dR6YnN1gRYUF/yh69FTnwfE3V5+7TApRG9ps2gWTaLtm+3/AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -104,7 +105,7 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	now     func() time.Time
+	clock   atomic.Pointer[func() time.Time]
 
 	wakeRunner   chan struct{}
 	invoiceHints chan timmy.PaymentHash
@@ -119,7 +120,7 @@ func New(store timmy.JobStore, ln timmy.Lightning, agent timmy.Agent, pricer tim
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		store: store, ln: ln, agent: agent, pricer: pricer, cfg: cfg, log: log, metrics: m, now: time.Now,
+		store: store, ln: ln, agent: agent, pricer: pricer, cfg: cfg, log: log, metrics: m,
 		wakeRunner:   make(chan struct{}, 1),
 		invoiceHints: make(chan timmy.PaymentHash, 256),
 		reconcileNow: make(chan struct{}, 1),
@@ -133,7 +134,15 @@ func New(store timmy.JobStore, ln timmy.Lightning, agent timmy.Agent, pricer tim
 func (s *Service) Config() Config { return s.cfg }
 
 // SetClock replaces the clock, for tests of expiry.
-func (s *Service) SetClock(now func() time.Time) { s.now = now }
+func (s *Service) SetClock(now func() time.Time) { s.clock.Store(&now) }
+
+// now reads the clock: the wall clock unless a test replaced it.
+func (s *Service) now() time.Time {
+	if f := s.clock.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
+}
 
 // ValidateRequest checks a buyer's request text; the demo uses it too.
 func (s *Service) ValidateRequest(request string) error {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -51,7 +52,7 @@ type InvoiceStore interface {
 type Lightning struct {
 	store InvoiceStore
 	key   *btcec.PrivateKey
-	now   func() time.Time
+	clock atomic.Pointer[func() time.Time]
 
 	mu          sync.Mutex
 	subscribers map[int]func(timmy.PaymentHash)
@@ -71,11 +72,19 @@ func New(store InvoiceStore, keyPath string) (*Lightning, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Lightning{store: store, key: key, now: time.Now, subscribers: map[int]func(timmy.PaymentHash){}}, nil
+	return &Lightning{store: store, key: key, subscribers: map[int]func(timmy.PaymentHash){}}, nil
 }
 
 // SetClock replaces the clock, for tests of expiry.
-func (l *Lightning) SetClock(now func() time.Time) { l.now = now }
+func (l *Lightning) SetClock(now func() time.Time) { l.clock.Store(&now) }
+
+// now reads the clock: the wall clock unless a test replaced it.
+func (l *Lightning) now() time.Time {
+	if f := l.clock.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
+}
 
 // NodePubKey is the stub node's public key, which signs every invoice.
 func (l *Lightning) NodePubKey() *btcec.PublicKey { return l.key.PubKey() }

@@ -18,7 +18,6 @@ import (
 	"github.com/timmyhq/timmy/internal/metrics"
 	"github.com/timmyhq/timmy/jobs"
 	stubln "github.com/timmyhq/timmy/lightning/stub"
-	"github.com/timmyhq/timmy/pricing"
 	"github.com/timmyhq/timmy/server"
 	"github.com/timmyhq/timmy/store"
 )
@@ -86,7 +85,7 @@ func NewMain(ctx context.Context, e *env.Reader, logOut io.Writer) (*Main, error
 		agent = stubagent.New(stubagent.Config{RejectMarker: cfg.StubRejectMarker, FailMarker: cfg.StubFailMarker, Delay: cfg.StubAgentDelay})
 		agentName = "stub"
 	}
-	pricer, err := pricing.FromEnv(e, log)
+	pricer, err := loadPricer(e, log)
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("pricing: %w", err)

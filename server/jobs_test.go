@@ -91,7 +91,9 @@ func TestRejectedJob(t *testing.T) {
 	require.Equal(t, api.JobStateRejected, job.State)
 	require.Contains(t, *job.Reason, "reject marker")
 	require.Nil(t, job.WorkInvoice)
-	require.Eventually(t, func() bool { return *in.getJob(t, created.JobId.String()).EvalInvoice.Status == api.InvoiceStatusSettled }, 10*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool {
+		return *in.getJob(t, created.JobId.String()).EvalInvoice.Status == api.InvoiceStatusSettled
+	}, 10*time.Second, 20*time.Millisecond,
 		"a rejection is an evaluation made: the eval fee is kept")
 }
 

@@ -28,8 +28,9 @@ type JobStore interface {
 	// GetInvoice returns an invoice by hash, or ENOTFOUND.
 	GetInvoice(ctx context.Context, hash PaymentHash) (*Invoice, error)
 	// ListUnresolvedInvoices returns invoices whose money has not yet gone
-	// where their job's outcome says, oldest first.
-	ListUnresolvedInvoices(ctx context.Context, limit int) ([]*Invoice, error)
+	// where their job's outcome says, oldest first, starting after the
+	// invoice after (nil for the first page).
+	ListUnresolvedInvoices(ctx context.Context, after *Invoice, limit int) ([]*Invoice, error)
 	// UpdateInvoiceStatus moves an invoice from one of from to to, and
 	// reports whether it did. Moving to a paid status records paidAt.
 	UpdateInvoiceStatus(ctx context.Context, hash PaymentHash, from []InvoiceStatus, to InvoiceStatus, at time.Time) (bool, error)

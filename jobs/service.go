@@ -46,6 +46,10 @@ type Config struct {
 	// ReconcileInterval is how often every open invoice is checked with the
 	// backend (RECONCILE_INTERVAL, default 2s).
 	ReconcileInterval time.Duration
+	// LatePaymentWindow is how long after its expiry a plain (non-hold)
+	// invoice is still watched, so a payment that lands after the job
+	// expired is found and refunded (LATE_PAYMENT_WINDOW, default 1h).
+	LatePaymentWindow time.Duration
 	// ClaimInterval is how often the runner looks for paid jobs when nothing
 	// woke it (default 500ms).
 	ClaimInterval time.Duration
@@ -73,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.LatePaymentWindow <= 0 {
+		c.LatePaymentWindow = time.Hour
 	}
 	if c.ClaimInterval <= 0 {
 		c.ClaimInterval = 500 * time.Millisecond

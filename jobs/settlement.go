@@ -88,20 +88,27 @@ func (s *Service) listenForPushes(ctx context.Context, n timmy.InvoiceNotifier) 
 // Reconcile checks every unresolved invoice once. It is safe to run in many
 // processes at once: every change it makes is conditional.
 func (s *Service) Reconcile(ctx context.Context) {
-	invoices, err := s.store.ListUnresolvedInvoices(ctx, reconcileBatch)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Error("list unresolved invoices", "err", err)
-		}
-		return
-	}
-	for _, inv := range invoices {
-		if ctx.Err() != nil {
+	var after *timmy.Invoice
+	for {
+		invoices, err := s.store.ListUnresolvedInvoices(ctx, after, reconcileBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("list unresolved invoices", "err", err)
+			}
 			return
 		}
-		if err := s.reconcileInvoice(ctx, inv); err != nil && ctx.Err() == nil {
-			s.log.Error("reconcile invoice", "hash", inv.PaymentHash, "job", inv.JobID, "err", err)
+		for _, inv := range invoices {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := s.reconcileInvoice(ctx, inv); err != nil && ctx.Err() == nil {
+				s.log.Error("reconcile invoice", "hash", inv.PaymentHash, "job", inv.JobID, "err", err)
+			}
 		}
+		if len(invoices) < reconcileBatch {
+			break
+		}
+		after = invoices[len(invoices)-1]
 	}
 	s.reconcileRefunds(ctx)
 }
@@ -127,7 +134,7 @@ func (s *Service) reconcileOne(ctx context.Context, hash timmy.PaymentHash) {
 // backend, moves its job forward if it was just paid, and sends its money
 // where the job's outcome says.
 func (s *Service) reconcileInvoice(ctx context.Context, inv *timmy.Invoice) error {
-	if inv.Status == timmy.InvoiceOpen || inv.Status == timmy.InvoiceAccepted {
+	if inv.Status == timmy.InvoiceOpen || inv.Status == timmy.InvoiceAccepted || s.watchingForLatePayment(inv) {
 		start := time.Now()
 		status, err := s.ln.LookupInvoice(ctx, inv.PaymentHash)
 		s.metrics.Observe(s.cfg.LightningName, "lookup_invoice", start, err)
@@ -207,6 +214,9 @@ func (s *Service) resolve(ctx context.Context, inv *timmy.Invoice) error {
 			_, err := s.store.ResolveInvoice(ctx, inv.PaymentHash, timmy.InvoiceCancelled)
 			return err
 		}
+		if s.watchingForLatePayment(inv) {
+			return nil
+		}
 		_, err := s.store.ResolveInvoice(ctx, inv.PaymentHash, inv.Status)
 		return err
 	}
@@ -261,6 +271,14 @@ func (s *Service) cancelHold(ctx context.Context, inv *timmy.Invoice) error {
 		return fmt.Errorf("cancel hold invoice: %w", err)
 	}
 	return nil
+}
+
+// watchingForLatePayment reports whether an expired plain invoice is still
+// checked with the backend. A hold invoice is cancelled at the node, so it
+// can never be paid late; a plain one is watched for LatePaymentWindow after
+// its expiry, and a payment that lands anyway becomes a refund.
+func (s *Service) watchingForLatePayment(inv *timmy.Invoice) bool {
+	return !inv.Hold && inv.Status == timmy.InvoiceExpired && s.now().Before(inv.ExpiresAt.Add(s.cfg.LatePaymentWindow))
 }
 
 // resolveJobInvoices resolves a job's paid invoices right after the job

@@ -34,6 +34,7 @@ type options struct {
 	agent          timmy.Agent
 	lightning      timmy.Lightning // default: the stub on this instance's store
 	demoLimit      int64
+	demoMaxTokens  int64
 	trustedProxies []netip.Prefix
 	lease          time.Duration
 	// shareWith runs this instance on another instance's database, as a
@@ -106,7 +107,7 @@ func setup(t *testing.T, o options) *instance {
 	in.jobs = jobs.New(in.db, ln, in.agent, pricer, jobs.Config{
 		ReconcileInterval: 200 * time.Millisecond, ClaimInterval: 50 * time.Millisecond, LeaseDuration: lease,
 	}, log, m)
-	demoSvc := demo.New(in.db, in.agent, in.jobs.ValidateRequest, demo.Config{Limit: o.demoLimit}, m, "stub")
+	demoSvc := demo.New(in.db, in.agent, in.jobs.ValidateRequest, demo.Config{Limit: o.demoLimit, MaxOutputTokens: o.demoMaxTokens}, m, "stub")
 	var devPayer server.DevPayer
 	if in.stub != nil {
 		devPayer = in.stub

@@ -96,10 +96,17 @@ func (s *DB) GetInvoice(ctx context.Context, hash timmy.PaymentHash) (*timmy.Inv
 }
 
 // ListUnresolvedInvoices returns invoices whose money has not yet gone where
-// their job's outcome says, oldest first.
-func (s *DB) ListUnresolvedInvoices(ctx context.Context, limit int) ([]*timmy.Invoice, error) {
+// their job's outcome says, oldest first, one page after another: the page
+// after the invoice after, or the first page when after is nil.
+func (s *DB) ListUnresolvedInvoices(ctx context.Context, after *timmy.Invoice, limit int) ([]*timmy.Invoice, error) {
+	var afterCreated int64 = -1
+	afterHash := ""
+	if after != nil {
+		afterCreated, afterHash = ms(after.CreatedAt), after.PaymentHash.String()
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+invoiceColumns+` FROM invoices
-		WHERE resolved = FALSE ORDER BY created_at LIMIT $1`), limit)
+		WHERE resolved = FALSE AND (created_at > $1 OR (created_at = $1 AND payment_hash > $2))
+		ORDER BY created_at, payment_hash LIMIT $3`), afterCreated, afterHash, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list unresolved invoices: %w", err)
 	}

@@ -207,7 +207,7 @@ func testInvoiceStatusAndResolve(t *testing.T, db *store.DB) {
 	require.NoError(t, err)
 	require.False(t, ok, "a repeated payment notice changes nothing")
 
-	list, err := db.ListUnresolvedInvoices(ctx, 10)
+	list, err := db.ListUnresolvedInvoices(ctx, nil, 10)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, t0, *list[0].PaidAt)
@@ -221,7 +221,7 @@ func testInvoiceStatusAndResolve(t *testing.T, db *store.DB) {
 	got, err := db.GetInvoice(ctx, inv.PaymentHash)
 	require.NoError(t, err)
 	require.Equal(t, timmy.InvoiceSettled, got.Status)
-	list, err = db.ListUnresolvedInvoices(ctx, 10)
+	list, err = db.ListUnresolvedInvoices(ctx, nil, 10)
 	require.NoError(t, err)
 	require.Empty(t, list)
 }

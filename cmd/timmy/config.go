@@ -29,6 +29,7 @@ type Config struct {
 	LeaseDuration     time.Duration // JOB_LEASE_DURATION: 30s
 	ReconcileInterval time.Duration // RECONCILE_INTERVAL: 2s
 	MaxConcurrentJobs int64         // MAX_CONCURRENT_JOBS: 4
+	LatePaymentWindow time.Duration // LATE_PAYMENT_WINDOW: 1h
 
 	DemoRateLimit       int64          // DEMO_RATE_LIMIT: 5 per hour per IP
 	DemoMaxOutputTokens int64          // DEMO_MAX_OUTPUT_TOKENS: 0 (the agent's cap)
@@ -64,6 +65,7 @@ func loadConfig(e *env.Reader) (Config, error) {
 		LeaseDuration:       e.Duration("JOB_LEASE_DURATION", 30*time.Second),
 		ReconcileInterval:   e.Duration("RECONCILE_INTERVAL", 2*time.Second),
 		MaxConcurrentJobs:   e.Int("MAX_CONCURRENT_JOBS", 4),
+		LatePaymentWindow:   e.Duration("LATE_PAYMENT_WINDOW", time.Hour),
 		DemoRateLimit:       e.Int("DEMO_RATE_LIMIT", 5),
 		DemoMaxOutputTokens: e.Int("DEMO_MAX_OUTPUT_TOKENS", 0),
 		AllowStubLightning:  e.Bool("ALLOW_STUB_LIGHTNING", false),

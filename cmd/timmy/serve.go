@@ -102,7 +102,8 @@ func NewMain(ctx context.Context, e *env.Reader, logOut io.Writer) (*Main, error
 	m.jobs = jobs.New(db, ln, agent, pricer, jobs.Config{
 		EvalFee: cfg.EvalFee, InvoiceExpiry: cfg.InvoiceExpiry, MaxRequestChars: int(cfg.MaxRequestChars),
 		LeaseDuration: cfg.LeaseDuration, ReconcileInterval: cfg.ReconcileInterval, MaxConcurrentJobs: int(cfg.MaxConcurrentJobs),
-		LightningName: lnName, AgentName: agentName,
+		LatePaymentWindow: cfg.LatePaymentWindow,
+		LightningName:     lnName, AgentName: agentName,
 	}, log, reg)
 	demoSvc := demo.New(db, agent, m.jobs.ValidateRequest, demo.Config{Limit: cfg.DemoRateLimit, MaxOutputTokens: cfg.DemoMaxOutputTokens}, reg, agentName)
 	srv := server.New(server.Config{

@@ -59,7 +59,7 @@ const (
 )
 
 // Defaults for the rest of the cost model. Each is documented with its env
-// var in docs/config-agents-pricing.md.
+// var in the README (Configuration: Agents and pricing).
 const (
 	// DefaultUnknownInputUSDPerMTok and DefaultUnknownOutputUSDPerMTok price a
 	// model no rate key matches. They are Sonnet's rates, so an unknown model

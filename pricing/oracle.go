@@ -49,7 +49,7 @@ type Answer struct {
 }
 
 // Defaults for the oracle. Each is documented with its env var in
-// docs/config-agents-pricing.md.
+// the README (Configuration: Agents and pricing).
 const (
 	DefaultFallbackUSD = 100000.0
 	DefaultTimeout     = 5 * time.Second

@@ -25,7 +25,7 @@ import (
 var _ timmy.Agent = (*Agent)(nil)
 
 // Defaults for Config. Each is documented with its env var in
-// docs/config-agents-pricing.md.
+// the README (Configuration: Agents and pricing).
 const (
 	DefaultBaseURL = "https://api.anthropic.com"
 	// DefaultEvalModel is a current Haiku: deciding accept/reject needs

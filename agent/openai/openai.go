@@ -32,7 +32,7 @@ import (
 var _ timmy.Agent = (*Agent)(nil)
 
 // Defaults for Config. Each is documented with its env var in
-// docs/config-agents-pricing.md. There is no default model: what a server
+// the README (Configuration: Agents and pricing). There is no default model: what a server
 // can run is up to whoever runs it.
 const (
 	DefaultTimeout         = 2 * time.Minute

@@ -17,7 +17,7 @@ import (
 // returns nil and "" and the caller uses the stub. With both it is an error
 // unless AGENT_BACKEND says which one to use, because which model does the
 // paid work must never be a guess. AGENT_BACKEND=stub forces the stub. The
-// variables are documented in docs/config-agents-pricing.md; parse errors
+// variables are documented in the README (Configuration: Agents and pricing); parse errors
 // stay in e for the caller to report.
 func loadAgent(e *env.Reader, logger *slog.Logger) (timmy.Agent, string, error) {
 	if logger == nil {

@@ -17,7 +17,7 @@ import (
 // The backend's other abilities (hold invoices, notifications, refunds)
 // are found by type assertion on the result. cursors lets lnd resume its
 // invoice subscription after a restart; the variables are documented in
-// docs/config-lightning.md.
+// the README (Configuration: Lightning backends).
 func loadLightning(e *env.Reader, cursors lnd.CursorStore, logger *slog.Logger) (timmy.Lightning, string, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

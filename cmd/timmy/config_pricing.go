@@ -9,7 +9,7 @@ import (
 
 // loadPricer builds the cost model and its BTC/USD oracle from the
 // environment. The variables are documented in
-// docs/config-agents-pricing.md; parse errors stay in e for the caller to
+// the README (Configuration: Agents and pricing); parse errors stay in e for the caller to
 // report. The logger receives the oracle's warnings about failing price
 // sources.
 func loadPricer(e *env.Reader, logger *slog.Logger) (*pricing.CostModel, error) {

@@ -3,7 +3,7 @@ package lnbits
 import "github.com/timmyhq/timmy/internal/env"
 
 // The environment variables ConfigFromEnv reads. They are listed, with
-// their defaults, in docs/config-lightning.md.
+// their defaults, in the README (Configuration: Lightning backends).
 const (
 	EnvURL        = "LNBITS_URL"
 	EnvAPIKey     = "LNBITS_API_KEY"

@@ -11,7 +11,7 @@ import (
 )
 
 // The environment variables ConfigFromEnv reads. They are listed, with
-// their defaults, in docs/config-lightning.md.
+// their defaults, in the README (Configuration: Lightning backends).
 const (
 	EnvRESTURL       = "LND_REST_URL"
 	EnvMacaroonPath  = "LND_MACAROON_PATH"

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,104 +18,22 @@ import (
 	"github.com/timmyhq/timmy/api"
 	"github.com/timmyhq/timmy/internal/apitest"
 	"github.com/timmyhq/timmy/internal/env"
+	"github.com/timmyhq/timmy/internal/servetest"
 	stubln "github.com/timmyhq/timmy/lightning/stub"
 	"github.com/timmyhq/timmy/store"
 	"github.com/timmyhq/timmy/store/storetest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+func freePort(t *testing.T) int { return servetest.FreePort(t) }
 
-// timmyBinary builds the real binary once per test run.
-func timmyBinary(t *testing.T) string {
+func startServe(t *testing.T, envs map[string]string) *servetest.Process {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "timmy-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "timmy")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
+	return servetest.Start(t, envs)
 }
 
-func freePort(t *testing.T) int {
+func pay(t *testing.T, p *servetest.Process, hash string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// process is one `timmy serve` child process.
-type process struct {
-	cmd    *exec.Cmd
-	url    string
-	logs   *syncWriter
-	client *api.ClientWithResponses
-}
-
-// startServe runs `timmy serve` with the given environment on top of a
-// clean one and waits until it answers /api/healthz.
-func startServe(t *testing.T, envs map[string]string) *process {
-	t.Helper()
-	port := freePort(t)
-	cmd := exec.Command(timmyBinary(t), "serve")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), fmt.Sprintf("PORT=%d", port), "LOG_LEVEL=debug",
-		"BTC_PRICE_COINGECKO_URL=http://127.0.0.1:1"}
-	for k, v := range envs {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	require.NoError(t, cmd.Start())
-	p := &process{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("timmy serve logs:\n%s", logs.String())
-		}
-	})
-	var err error
-	p.client, err = api.NewClientWithResponses(p.url, api.WithHTTPClient(apitest.Client(t)))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		resp, err := p.client.GetHealthWithResponse(context.Background())
-		return err == nil && resp.StatusCode() == 200
-	}, 60*time.Second, 50*time.Millisecond, "timmy serve never became healthy")
-	return p
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (p *process) pay(t *testing.T, hash string) {
-	t.Helper()
-	resp, err := p.client.DevPayInvoiceWithResponse(context.Background(), hash)
+	resp, err := p.Client.DevPayInvoiceWithResponse(context.Background(), hash)
 	require.NoError(t, err)
 	require.Equal(t, 200, resp.StatusCode(), string(resp.Body))
 }
@@ -162,17 +78,17 @@ func TestCrashDuringExecutingIsRecovered(t *testing.T) {
 			envs["RECONCILE_INTERVAL"] = "200ms"
 			first := startServe(t, envs)
 
-			created, err := first.client.CreateJobWithResponse(context.Background(), api.CreateJobJSONRequestBody{Request: "survive a crash"})
+			created, err := first.Client.CreateJobWithResponse(context.Background(), api.CreateJobJSONRequestBody{Request: "survive a crash"})
 			require.NoError(t, err)
 			require.Equal(t, 201, created.StatusCode(), string(created.Body))
 			id := created.JSON201.JobId.String()
-			first.pay(t, created.JSON201.EvalInvoice.PaymentHash)
+			pay(t, first, created.JSON201.EvalInvoice.PaymentHash)
 			job := waitState(t, db, id, timmy.JobAwaitingWorkPayment, 30*time.Second)
-			first.pay(t, job.WorkInvoice.PaymentHash.String())
+			pay(t, first, job.WorkInvoice.PaymentHash.String())
 			waitState(t, db, id, timmy.JobExecuting, 30*time.Second)
 
-			require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
-			_ = first.cmd.Wait()
+			require.NoError(t, first.Cmd.Process.Signal(syscall.SIGKILL))
+			_ = first.Cmd.Wait()
 			killedAt := time.Now()
 			job, err = db.GetJob(context.Background(), id)
 			require.NoError(t, err)
@@ -209,12 +125,12 @@ func TestPaidWhileDownCompletesAfterRestart(t *testing.T) {
 	envs, db := dbEnv(t, store.SQLite)
 	envs["RECONCILE_INTERVAL"] = "200ms"
 	p := startServe(t, envs)
-	created, err := p.client.CreateJobWithResponse(context.Background(), api.CreateJobJSONRequestBody{Request: "pay me while I sleep"})
+	created, err := p.Client.CreateJobWithResponse(context.Background(), api.CreateJobJSONRequestBody{Request: "pay me while I sleep"})
 	require.NoError(t, err)
 	require.Equal(t, 201, created.StatusCode())
 	id := created.JSON201.JobId.String()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, p.cmd.Wait(), "graceful shutdown exits 0")
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Wait(), "graceful shutdown exits 0")
 
 	// The buyer pays the stub node directly while the service is down.
 	ln, err := stubln.New(db, filepath.Join(envs["TIMMY_DATA_DIR"], "stub-node.key"))
@@ -231,7 +147,7 @@ func TestPaidWhileDownCompletesAfterRestart(t *testing.T) {
 func TestProductionStartupChecks(t *testing.T) {
 	t.Parallel()
 	base := func() map[string]string {
-		return map[string]string{"TIMMY_ENV": "production", "TIMMY_DATA_DIR": t.TempDir(), "BTC_PRICE_COINGECKO_URL": "http://127.0.0.1:1"}
+		return map[string]string{"TIMMY_ENV": "production", "TIMMY_DATA_DIR": t.TempDir(), "BTC_PRICE_SOURCES": "none"}
 	}
 	_, err := NewMain(context.Background(), env.FromMap(base()), &bytes.Buffer{})
 	require.ErrorContains(t, err, "refusing to start")
@@ -270,8 +186,8 @@ func TestCLI(t *testing.T) {
 	envs, _ := dbEnv(t, store.SQLite)
 	p := startServe(t, envs)
 	runCLI := func(args ...string) (string, error) {
-		cmd := exec.Command(timmyBinary(t), args...)
-		cmd.Env = []string{"TIMMY_URL=" + p.url, "PATH=" + os.Getenv("PATH")}
+		cmd := exec.Command(servetest.Binary(t), args...)
+		cmd.Env = []string{"TIMMY_URL=" + p.URL, "PATH=" + os.Getenv("PATH")}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

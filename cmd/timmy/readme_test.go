@@ -35,7 +35,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	envs, _ := dbEnv(t, store.SQLite)
 	p := startServe(t, envs)
 	cmd := exec.Command("bash", "-eo", "pipefail", "-c", script)
-	cmd.Env = []string{"TIMMY_URL=" + p.url, "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"TIMMY_URL=" + p.URL, "PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "walkthrough failed:\n%s", out)
 	require.Contains(t, string(out), `"state": "awaiting_work_payment"`)

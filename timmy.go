@@ -74,7 +74,14 @@ func USDToSats(usd, btcPriceUSD float64) Sats {
 	if btcPriceUSD <= 0 || usd <= 0 || math.IsNaN(usd) || math.IsNaN(btcPriceUSD) {
 		return 1
 	}
-	sats := math.Ceil(usd / btcPriceUSD * 1e8)
+	exact := usd * 1e8 / btcPriceUSD
+	// Float division leaves noise (1 USD at 100000 is 1000.0000000000001
+	// sats); a value that is an integer but for that noise must not be
+	// rounded up to the next sat.
+	sats := math.Ceil(exact)
+	if nearest := math.Round(exact); math.Abs(exact-nearest) < 1e-6 {
+		sats = nearest
+	}
 	if sats < 1 {
 		return 1
 	}

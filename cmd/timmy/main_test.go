@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -214,4 +215,36 @@ func TestCLI(t *testing.T) {
 	out, err = runCLI("dev", "pay", hash)
 	require.Error(t, err)
 	require.Contains(t, out, "409")
+}
+
+// TestCLIWaitFollowsTheJob runs `timmy job create --wait`, pays each invoice
+// it prints, and expects it to print progress and end with the result and
+// the ledger.
+func TestCLIWaitFollowsTheJob(t *testing.T) {
+	t.Parallel()
+	envs, _ := dbEnv(t, store.SQLite)
+	p := startServe(t, envs)
+	cmd := exec.Command(servetest.Binary(t), "job", "create", "follow me to the end", "--wait")
+	cmd.Env = []string{"TIMMY_URL=" + p.URL, "PATH=" + os.Getenv("PATH")}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	var out strings.Builder
+	scanner := bufio.NewScanner(stdout)
+	paid := 0
+	for scanner.Scan() {
+		line := scanner.Text()
+		out.WriteString(line + "\n")
+		if hash, ok := strings.CutPrefix(line, "payment hash: "); ok {
+			pay(t, p, hash)
+			paid++
+		}
+	}
+	require.NoError(t, cmd.Wait(), out.String())
+	require.Equal(t, 2, paid, "the eval and the work invoice were printed")
+	for _, want := range []string{"awaiting_eval_payment", "awaiting_work_payment", "Quote: timmy-stub-1", "complete", "follow me to the end", "Ledger:"} {
+		require.Contains(t, out.String(), want)
+	}
 }

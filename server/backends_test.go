@@ -231,3 +231,74 @@ func TestRefundClaimOnJobThatOwesNothing(t *testing.T) {
 	status, msg, _ = do(t, in, "POST", "/api/jobs/"+created.JobId.String()+"/refund", strings.NewReader(`{"paymentRequest": "lnbc1garbage"}`), nil)
 	require.Equal(t, 409, status, msg)
 }
+
+// failedLNbitsJob runs a job on the fake LNbits whose work fails after
+// payment, and returns it once it owes its work fee back.
+func failedLNbitsJob(t *testing.T, in *instance, fake *lnbitstest.Fake) *api.Job {
+	t.Helper()
+	created := in.createJob(t, "this will [fail] after payment")
+	id := created.JobId.String()
+	markPaid(t, fake, created.EvalInvoice.PaymentHash)
+	in.waitState(t, id, timmy.JobAwaitingWorkPayment)
+	markPaid(t, fake, in.getJob(t, id).WorkInvoice.PaymentHash)
+	var job *api.Job
+	require.Eventually(t, func() bool {
+		job = in.getJob(t, id)
+		return job.Refund != nil
+	}, 10*time.Second, 20*time.Millisecond)
+	return job
+}
+
+// TestRefundPaymentIsTrackedToItsEnd: a refund payment still in flight when
+// the claim returns is followed by the reconcile; one that fails returns the
+// refund to owed, and a new claim pays it.
+func TestRefundPaymentIsTrackedToItsEnd(t *testing.T) {
+	t.Parallel()
+	in, fake := lnbitsInstance(t)
+	job := failedLNbitsJob(t, in, fake)
+	amount := timmy.Sats(job.Refund.AmountSats)
+
+	fake.SetPayMode(lnbitstest.PayPending)
+	first := fake.BuyerInvoice(amount)
+	resp, err := in.client.ClaimRefundWithResponse(context.Background(), job.JobId, api.ClaimRefundJSONRequestBody{PaymentRequest: first})
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode(), string(resp.Body))
+	require.Equal(t, api.Pending, resp.JSON200.State)
+
+	// The payment fails in the end: the refund is owed again, with the reason.
+	hash, err := timmy.ParsePaymentHash(*resp.JSON200.PaymentHash)
+	require.NoError(t, err)
+	fake.ResolvePayment(hash, false)
+	require.Eventually(t, func() bool { return in.getJob(t, job.JobId.String()).Refund.State == api.Owed }, 10*time.Second, 20*time.Millisecond)
+	require.NotNil(t, in.getJob(t, job.JobId.String()).Refund.FailureReason)
+
+	// A second claim, pending at first, succeeds later.
+	second := fake.BuyerInvoice(amount)
+	resp, err = in.client.ClaimRefundWithResponse(context.Background(), job.JobId, api.ClaimRefundJSONRequestBody{PaymentRequest: second})
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode(), string(resp.Body))
+	hash, err = timmy.ParsePaymentHash(*resp.JSON200.PaymentHash)
+	require.NoError(t, err)
+	fake.ResolvePayment(hash, true)
+	require.Eventually(t, func() bool { return in.getJob(t, job.JobId.String()).Refund.State == api.Paid }, 10*time.Second, 20*time.Millisecond)
+	succeeded := 0
+	for _, p := range fake.Payments() {
+		if p.Status == "success" {
+			succeeded++
+		}
+	}
+	require.Equal(t, 1, succeeded, "exactly one refund payment succeeded")
+}
+
+func TestLightningFailureIsAClear502(t *testing.T) {
+	t.Parallel()
+	in, fake := lnbitsInstance(t)
+	fake.FailNext(520, `{"detail": "funding source unreachable", "status": "failed"}`)
+	status, msg, _ := do(t, in, "POST", "/api/jobs", strings.NewReader(`{"request": "hello"}`), nil)
+	require.Equal(t, 502, status)
+	require.Contains(t, msg, "lnbits: funding source error (520)")
+	require.Contains(t, msg, "funding source unreachable")
+	counts, err := in.db.CountJobsByState(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, counts, "no job without an invoice")
+}

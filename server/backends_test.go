@@ -121,7 +121,7 @@ func TestDemoUsesWorkModelWithOutputCap(t *testing.T) {
 func lnbitsInstance(t *testing.T) (*instance, *lnbitstest.Fake) {
 	t.Helper()
 	fake := lnbitstest.New(t)
-	ln, err := lnbits.New(lnbits.Config{URL: fake.URL, InvoiceKey: fake.InvoiceKey, AdminKey: fake.AdminKey})
+	ln, err := lnbits.New(lnbits.Config{URL: fake.URL, InvoiceKey: fake.InvoiceKey, AdminKey: fake.AdminKey, PayWait: 200 * time.Millisecond})
 	require.NoError(t, err)
 	return setup(t, options{engine: "sqlite", lightning: ln}), fake
 }

@@ -1,7 +1,10 @@
 // Package lightning holds what every Lightning backend shares. Its BOLT11
 // decoder lets the service read invoices the same way whichever node issued
 // them, check what a backend handed back, and refuse a buyer's refund
-// invoice before any money moves.
+// invoice before any money moves. Its signer issues the invoices of Timmy's
+// own node keys (the stub backend's and the test fakes'), and the backends
+// share their defaults, expiry grace and request checks from here, so the
+// service sees the same behaviour whichever backend is configured.
 package lightning
 
 import (

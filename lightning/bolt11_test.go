@@ -1,68 +1,45 @@
 package lightning_test
 
 import (
-	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
-	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/lightningnetwork/lnd/lnwire"
-	"github.com/lightningnetwork/lnd/zpay32"
 	"github.com/stretchr/testify/require"
 
 	timmy "github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/lightning"
+	"github.com/timmyhq/timmy/lightning/lightningtest"
 )
 
-// fixture signs invoices with a throwaway node key.
+// fixture signs invoices with a throwaway node, all at one fixed time.
 type fixture struct {
-	t   *testing.T
-	key *btcec.PrivateKey
-	now time.Time
+	t    *testing.T
+	node *lightningtest.Node
+	now  time.Time
 }
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	t.Parallel()
-	key, err := btcec.NewPrivateKey()
-	require.NoError(t, err)
-	return &fixture{t: t, key: key, now: time.Unix(1_800_000_000, 0)}
+	return &fixture{t: t, node: lightningtest.NewNode(t), now: time.Unix(1_800_000_000, 0)}
 }
 
 type invoiceOpts struct {
-	net    *chaincfg.Params
-	msat   int64 // 0 means no amount
-	expiry time.Duration
-	memo   string
+	network string // "" means regtest
+	msat    int64  // 0 means no amount
+	expiry  time.Duration
+	memo    string
 }
 
 func (f *fixture) encode(o invoiceOpts) (string, timmy.PaymentHash) {
 	f.t.Helper()
-	var hash timmy.PaymentHash
-	_, err := rand.Read(hash[:])
-	require.NoError(f.t, err)
-	if o.net == nil {
-		o.net = &chaincfg.RegressionNetParams
-	}
 	if o.memo == "" {
 		o.memo = "test"
 	}
-	opts := []func(*zpay32.Invoice){zpay32.Description(o.memo)}
-	if o.msat > 0 {
-		opts = append(opts, zpay32.Amount(lnwire.MilliSatoshi(o.msat)))
-	}
-	if o.expiry > 0 {
-		opts = append(opts, zpay32.Expiry(o.expiry))
-	}
-	inv, err := zpay32.NewInvoice(o.net, hash, f.now, opts...)
-	require.NoError(f.t, err)
-	pr, err := inv.Encode(zpay32.MessageSigner{SignCompact: func(msg []byte) ([]byte, error) {
-		return ecdsa.SignCompact(f.key, chainhash.HashB(msg), true), nil
-	}})
+	pr, hash, _, err := f.node.Sign(lightningtest.InvoiceOptions{
+		AmountMsat: o.msat, CreatedAt: f.now, Expiry: o.expiry, Memo: o.memo, Network: o.network,
+	})
 	require.NoError(f.t, err)
 	return pr, hash
 }
@@ -70,17 +47,17 @@ func (f *fixture) encode(o invoiceOpts) (string, timmy.PaymentHash) {
 func TestDecodePicksNetworkFromPrefix(t *testing.T) {
 	f := setup(t)
 	cases := []struct {
-		params *chaincfg.Params
-		prefix string
-		name   string
+		network string
+		prefix  string
+		name    string
 	}{
-		{&chaincfg.MainNetParams, "lnbc", lightning.NetworkMainnet},
-		{&chaincfg.TestNet3Params, "lntb", lightning.NetworkTestnet},
-		{&chaincfg.SigNetParams, "lntbs", lightning.NetworkSignet},
-		{&chaincfg.RegressionNetParams, "lnbcrt", lightning.NetworkRegtest},
+		{"mainnet", "lnbc", lightning.NetworkMainnet},
+		{"testnet", "lntb", lightning.NetworkTestnet},
+		{"signet", "lntbs", lightning.NetworkSignet},
+		{"regtest", "lnbcrt", lightning.NetworkRegtest},
 	}
 	for _, c := range cases {
-		pr, hash := f.encode(invoiceOpts{net: c.params, msat: 21_000, expiry: 10 * time.Minute, memo: "eval fee"})
+		pr, hash := f.encode(invoiceOpts{network: c.network, msat: 21_000, expiry: 10 * time.Minute, memo: "eval fee"})
 		require.True(t, strings.HasPrefix(pr, c.prefix+"21"), "%s invoice %s", c.name, pr)
 
 		d, err := lightning.Decode(pr)

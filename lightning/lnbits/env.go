@@ -1,6 +1,9 @@
 package lnbits
 
-import "github.com/timmyhq/timmy/internal/env"
+import (
+	"github.com/timmyhq/timmy/internal/env"
+	"github.com/timmyhq/timmy/lightning"
+)
 
 // The environment variables ConfigFromEnv reads. They are listed, with
 // their defaults, in the README (Configuration: Lightning backends).
@@ -21,7 +24,7 @@ func ConfigFromEnv(e *env.Reader) Config {
 		URL:        e.String(EnvURL, ""),
 		InvoiceKey: e.Secret(EnvAPIKey),
 		AdminKey:   e.Secret(EnvAdminKey),
-		Timeout:    e.Duration(EnvTimeout, DefaultTimeout),
-		PayTimeout: e.Duration(EnvPayTimeout, DefaultPayTimeout),
+		Timeout:    e.Duration(EnvTimeout, lightning.DefaultTimeout),
+		PayTimeout: e.Duration(EnvPayTimeout, lightning.DefaultPayTimeout),
 	}
 }

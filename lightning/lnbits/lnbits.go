@@ -18,7 +18,6 @@
 package lnbits
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,17 +33,11 @@ import (
 	"github.com/timmyhq/timmy/lightning"
 )
 
-// Defaults for the zero values of Config.
-const (
-	DefaultTimeout    = 15 * time.Second
-	DefaultPayTimeout = 60 * time.Second
-	DefaultPayWait    = 5 * time.Second
-)
-
 // ExpiryGrace is how long past its BOLT11 expiry an unpaid invoice is still
-// reported open. It absorbs clock skew between Timmy and the Lightning node,
-// which could otherwise still accept a payment Timmy has written off.
-const ExpiryGrace = 30 * time.Second
+// reported open: lightning.ExpiryGrace, the same clock-skew allowance for
+// every backend, kept under this name because the README and operators
+// refer to lnbits.ExpiryGrace.
+const ExpiryGrace = lightning.ExpiryGrace
 
 // maxBody bounds what is read from LNbits, so a misbehaving server cannot
 // exhaust memory.
@@ -68,14 +61,16 @@ type Config struct {
 	// it is empty PayInvoice fails with a clear error; LookupPayment needs
 	// only the invoice key.
 	AdminKey string
-	// Timeout bounds each ordinary request. Default DefaultTimeout.
+	// Timeout bounds each ordinary request. Default
+	// lightning.DefaultTimeout.
 	Timeout time.Duration
 	// PayTimeout bounds the request that pays an invoice, which LNbits
 	// holds open while its funding source routes the payment. Default
-	// DefaultPayTimeout.
+	// lightning.DefaultPayTimeout.
 	PayTimeout time.Duration
 	// PayWait is how long PayInvoice polls a payment LNbits reports as
-	// pending before returning it as pending. Default DefaultPayWait.
+	// pending before returning it as pending. Default
+	// lightning.DefaultPayWait.
 	PayWait time.Duration
 	// HTTPClient is used for every request when set; its Timeout is
 	// ignored in favour of the timeouts above.
@@ -107,15 +102,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.InvoiceKey == "" {
 		return nil, errors.New("lnbits: the wallet's invoice key is required (LNBITS_API_KEY)")
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.PayTimeout <= 0 {
-		cfg.PayTimeout = DefaultPayTimeout
-	}
-	if cfg.PayWait <= 0 {
-		cfg.PayWait = DefaultPayWait
-	}
+	lightning.SetDefaultDurations(&cfg.Timeout, &cfg.PayTimeout, &cfg.PayWait)
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{}
@@ -138,8 +125,8 @@ func New(cfg Config) (*Client, error) {
 // returns is for the hash and amount asked, so a misbehaving backend cannot
 // make the service sell work for the wrong price.
 func (c *Client) CreateInvoice(ctx context.Context, req timmy.InvoiceRequest) (timmy.NewInvoice, error) {
-	if req.AmountSats <= 0 {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EINVALID, "invoice amount must be at least 1 sat")
+	if err := lightning.CheckInvoiceRequest(req); err != nil {
+		return timmy.NewInvoice{}, err
 	}
 	body := map[string]any{
 		"out":    false,
@@ -148,7 +135,7 @@ func (c *Client) CreateInvoice(ctx context.Context, req timmy.InvoiceRequest) (t
 		"memo":   req.Memo,
 	}
 	if req.Expiry > 0 {
-		body["expiry"] = int64((req.Expiry + time.Second - 1) / time.Second)
+		body["expiry"] = lightning.ExpirySeconds(req.Expiry)
 	}
 	var resp struct {
 		PaymentHash    string `json:"payment_hash"`
@@ -165,27 +152,15 @@ func (c *Client) CreateInvoice(ctx context.Context, req timmy.InvoiceRequest) (t
 	if pr == "" {
 		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE, "lnbits: created an invoice but returned no bolt11")
 	}
-	d, err := lightning.Decode(pr)
+	inv, err := lightning.CheckIssued("lnbits", pr, req.AmountSats)
 	if err != nil {
-		// %v, not %w: the decoder's EINVALID code is about buyer input, and
-		// this is the backend's fault.
-		return timmy.NewInvoice{}, fmt.Errorf("lnbits create invoice: %v: %w", err,
-			timmy.Errorf(timmy.EUNAVAILABLE, "lnbits: returned an invoice that does not decode"))
+		return timmy.NewInvoice{}, fmt.Errorf("lnbits create invoice: %w", err)
 	}
-	if resp.PaymentHash != "" && !strings.EqualFold(resp.PaymentHash, d.PaymentHash.String()) {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE,
-			"lnbits: returned payment hash %s for an invoice whose hash is %s", resp.PaymentHash, d.PaymentHash)
+	if resp.PaymentHash != "" && !strings.EqualFold(resp.PaymentHash, inv.PaymentHash.String()) {
+		return timmy.NewInvoice{}, fmt.Errorf("lnbits create invoice: %w", timmy.Errorf(timmy.EUNAVAILABLE,
+			"lnbits: returned payment hash %s for an invoice whose hash is %s", resp.PaymentHash, inv.PaymentHash))
 	}
-	if d.AmountMsat != req.AmountSats.Msat() {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE,
-			"lnbits: issued an invoice for %d msat when %d sats were asked", d.AmountMsat, req.AmountSats)
-	}
-	return timmy.NewInvoice{
-		PaymentRequest: pr,
-		PaymentHash:    d.PaymentHash,
-		AmountSats:     req.AmountSats,
-		ExpiresAt:      d.ExpiresAt,
-	}, nil
+	return inv, nil
 }
 
 // LookupInvoice reports an incoming invoice's state. See the package
@@ -201,7 +176,7 @@ func (c *Client) LookupInvoice(ctx context.Context, hash timmy.PaymentHash) (tim
 	case stateFailed:
 		return timmy.InvoiceExpired, nil
 	}
-	if exp, ok := p.expiresAt(); ok && c.now().After(exp.Add(ExpiryGrace)) {
+	if exp, ok := p.expiresAt(); ok && lightning.Lapsed(exp, c.now()) {
 		return timmy.InvoiceExpired, nil
 	}
 	return timmy.InvoiceOpen, nil
@@ -315,25 +290,11 @@ func (c *Client) payment(ctx context.Context, hash timmy.PaymentHash) (*paymentS
 func (c *Client) do(ctx context.Context, timeout time.Duration, method, path, key string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	req, err := lightning.NewJSONRequest(ctx, method, c.base.String()+path, body)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return err
 	}
 	req.Header.Set("X-Api-Key", key)
-	// LNbits renders HTML error pages for browser-like requests; ask for
-	// JSON explicitly.
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return timmy.Errorf(timmy.EUNAVAILABLE, "lnbits: %s %s: %s", method, path, redact(err.Error(), c.cfg.InvoiceKey, c.cfg.AdminKey))

@@ -17,6 +17,7 @@ import (
 	timmy "github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/internal/env"
 	"github.com/timmyhq/timmy/lightning"
+	"github.com/timmyhq/timmy/lightning/lightningtest"
 	"github.com/timmyhq/timmy/lightning/lnbits"
 	"github.com/timmyhq/timmy/lightning/lnbits/lnbitstest"
 )
@@ -49,15 +50,6 @@ func (b *bundle) create(t *testing.T, sats timmy.Sats) timmy.NewInvoice {
 	inv, err := b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: sats, Memo: "eval fee", Expiry: 10 * time.Minute})
 	require.NoError(t, err)
 	return inv
-}
-
-func requireCode(t *testing.T, err error, code, msg string) {
-	t.Helper()
-	require.Error(t, err)
-	require.Equal(t, code, timmy.ErrorCode(err), "error: %v", err)
-	if msg != "" {
-		require.Equal(t, msg, timmy.ErrorMessage(err))
-	}
 }
 
 func TestCreateInvoice(t *testing.T) {
@@ -95,19 +87,19 @@ func TestCreateInvoiceChecksWhatLNbitsReturned(t *testing.T) {
 
 	b.fake.FailNext(201, `{"payment_hash":"`+d.PaymentHash.String()+`","bolt11":"`+other+`"}`)
 	_, err = b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 21, Memo: "x"})
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: issued an invoice for 99000 msat when 21 sats were asked")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: issued an invoice for 99000 msat when 21 sats were asked")
 
 	b.fake.FailNext(201, `{"payment_hash":"`+strings.Repeat("ab", 32)+`","bolt11":"`+other+`"}`)
 	_, err = b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 99, Memo: "x"})
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Contains(t, err.Error(), "returned payment hash")
 
 	b.fake.FailNext(201, `{"payment_hash":"`+d.PaymentHash.String()+`","bolt11":"lnbcrt1garbage"}`)
 	_, err = b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 99, Memo: "x"})
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: returned an invoice that does not decode")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: returned an invoice that does not decode")
 
 	_, err = b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 0})
-	requireCode(t, err, timmy.EINVALID, "invoice amount must be at least 1 sat")
+	lightningtest.RequireCode(t, err, timmy.EINVALID, "invoice amount must be at least 1 sat")
 }
 
 func TestLookupInvoice(t *testing.T) {
@@ -163,7 +155,7 @@ func TestLookupInvoiceFailedMeansExpired(t *testing.T) {
 func TestLookupInvoiceNotFound(t *testing.T) {
 	b := setup(t)
 	_, err := b.client.LookupInvoice(b.ctx, timmy.PaymentHash{1})
-	requireCode(t, err, timmy.ENOTFOUND, "lnbits: not found (404): Payment does not exist.")
+	lightningtest.RequireCode(t, err, timmy.ENOTFOUND, "lnbits: not found (404): Payment does not exist.")
 }
 
 func TestPayInvoice(t *testing.T) {
@@ -188,22 +180,10 @@ func TestPayInvoice(t *testing.T) {
 
 func TestPayInvoiceRejectsBadInvoicesBeforePaying(t *testing.T) {
 	b := setup(t)
-	cases := map[string]struct {
-		pr   string
-		want string
-	}{
-		"wrong amount": {b.fake.BuyerInvoice(43), "the invoice is for 43 sats but the amount owed is exactly 42 sats"},
-		"amountless":   {b.fake.BuyerInvoiceWith(lnbitstest.InvoiceOptions{Expiry: time.Hour}), "the invoice has no amount; make one for exactly 42 sats"},
-		"expired": {b.fake.BuyerInvoiceWith(lnbitstest.InvoiceOptions{
-			AmountMsat: 42_000, CreatedAt: time.Now().Add(-2 * time.Hour), Expiry: time.Hour,
-		}), "the invoice has expired; make a new one"},
-		"sub-sat":    {b.fake.BuyerInvoiceWith(lnbitstest.InvoiceOptions{AmountMsat: 42_500, Expiry: time.Hour}), "the invoice is for 42500 msat but the amount owed is exactly 42 sats"},
-		"not bolt11": {"hello", "payment request is not a BOLT11 invoice for a known network (want lnbc, lntb, lntbs or lnbcrt)"},
-	}
-	for name, c := range cases {
-		_, err := b.client.PayInvoice(b.ctx, c.pr, 42)
-		requireCode(t, err, timmy.EINVALID, c.want)
-		require.Empty(t, b.fake.Payments(), name)
+	for _, c := range lightningtest.UnpayableInvoices(b.fake.BuyerInvoiceWith) {
+		_, err := b.client.PayInvoice(b.ctx, c.PaymentRequest, c.Owed)
+		lightningtest.RequireCode(t, err, timmy.EINVALID, c.Message)
+		require.Empty(t, b.fake.Payments(), c.Name)
 	}
 }
 
@@ -212,14 +192,14 @@ func TestPayInvoiceWithoutAdminKey(t *testing.T) {
 	client, err := lnbits.New(lnbits.Config{URL: b.fake.URL, InvoiceKey: b.fake.InvoiceKey})
 	require.NoError(t, err)
 	_, err = client.PayInvoice(b.ctx, b.fake.BuyerInvoice(5), 5)
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: paying refunds needs the wallet's admin key (LNBITS_ADMIN_KEY)")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: paying refunds needs the wallet's admin key (LNBITS_ADMIN_KEY)")
 	require.Empty(t, b.fake.Payments())
 
 	// An invoice key given as the admin key is refused by LNbits.
 	client, err = lnbits.New(lnbits.Config{URL: b.fake.URL, InvoiceKey: b.fake.InvoiceKey, AdminKey: b.fake.InvoiceKey})
 	require.NoError(t, err)
 	_, err = client.PayInvoice(b.ctx, b.fake.BuyerInvoice(5), 5)
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: invalid API key (403): Invoice (or Admin) key required.")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: invalid API key (403): Invoice (or Admin) key required.")
 	require.Empty(t, b.fake.Payments())
 }
 
@@ -318,14 +298,14 @@ func TestPayInvoiceUnknownOutcome(t *testing.T) {
 	// A server error: the outcome is unknown, so it is an error.
 	b.fake.FailNext(502, `<html><body>Bad Gateway</body></html>`)
 	_, err = b.client.PayInvoice(b.ctx, pr, 10)
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: HTTP 502: <html><body>Bad Gateway</body></html>")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: HTTP 502: <html><body>Bad Gateway</body></html>")
 	require.Empty(t, b.fake.Payments())
 }
 
 func TestLookupPaymentNotFound(t *testing.T) {
 	b := setup(t)
 	_, err := b.client.LookupPayment(b.ctx, timmy.PaymentHash{2})
-	requireCode(t, err, timmy.ENOTFOUND, "")
+	lightningtest.RequireCode(t, err, timmy.ENOTFOUND, "")
 }
 
 func TestErrorShapes(t *testing.T) {
@@ -351,7 +331,7 @@ func TestErrorShapes(t *testing.T) {
 	for _, c := range cases {
 		b.fake.FailNext(c.status, c.body)
 		_, err := b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 1, Memo: "x"})
-		requireCode(t, err, c.code, c.want)
+		lightningtest.RequireCode(t, err, c.code, c.want)
 		require.Contains(t, err.Error(), "lnbits create invoice: ")
 	}
 
@@ -359,7 +339,7 @@ func TestErrorShapes(t *testing.T) {
 	client, err := lnbits.New(lnbits.Config{URL: b.fake.URL, InvoiceKey: "wrong"})
 	require.NoError(t, err)
 	_, err = client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 1})
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: invalid API key (401): Invalid key or wallet.")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: invalid API key (401): Invalid key or wallet.")
 }
 
 func TestRequestTimeout(t *testing.T) {
@@ -375,7 +355,7 @@ func TestRequestTimeout(t *testing.T) {
 	require.NoError(t, err)
 	start := time.Now()
 	_, err = client.LookupInvoice(context.Background(), timmy.PaymentHash{})
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
@@ -418,7 +398,7 @@ func TestNotifyInvoicesReportsDrop(t *testing.T) {
 	b.fake.CloseWebsockets()
 	select {
 	case err := <-done:
-		requireCode(t, err, timmy.EUNAVAILABLE, "lnbits: payment websocket closed by server (1001 server restarting)")
+		lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnbits: payment websocket closed by server (1001 server restarting)")
 	case <-time.After(5 * time.Second):
 		t.Fatal("NotifyInvoices did not return after the socket dropped")
 	}
@@ -431,7 +411,7 @@ func TestNotifyInvoicesDialErrorHidesKey(t *testing.T) {
 	client, err := lnbits.New(lnbits.Config{URL: srv.URL, InvoiceKey: "secretinvoicekey", Timeout: time.Second})
 	require.NoError(t, err)
 	err = client.NotifyInvoices(context.Background(), func(timmy.PaymentHash) {})
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.NotContains(t, err.Error(), "secretinvoicekey")
 }
 
@@ -464,7 +444,7 @@ func TestConfigFromEnv(t *testing.T) {
 		InvoiceKey: "invoicekey",
 		AdminKey:   "adminkey",
 		Timeout:    3 * time.Second,
-		PayTimeout: lnbits.DefaultPayTimeout,
+		PayTimeout: lightning.DefaultPayTimeout,
 	}, cfg)
 
 	e = env.FromMap(map[string]string{"LNBITS_PAY_TIMEOUT": "soon"})
@@ -507,7 +487,7 @@ func TestNotifyInvoicesIgnoresNoiseAndNoticesSilence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = client.NotifyInvoices(ctx, func(h timmy.PaymentHash) { hints = append(hints, h) })
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Contains(t, err.Error(), "no answer to ping")
 	require.Equal(t, []timmy.PaymentHash{hash}, hints)
 	require.Equal(t, "/api/v1/ws/inkey", gotPath)

@@ -8,6 +8,7 @@ import (
 
 	timmy "github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/internal/env"
+	"github.com/timmyhq/timmy/lightning"
 )
 
 // The environment variables ConfigFromEnv reads. They are listed, with
@@ -36,8 +37,8 @@ func ConfigFromEnv(e *env.Reader) (Config, error) {
 	cfg := Config{
 		URL:           e.String(EnvRESTURL, ""),
 		TLSServerName: e.String(EnvTLSServerName, ""),
-		Timeout:       e.Duration(EnvTimeout, DefaultTimeout),
-		PayTimeout:    e.Duration(EnvPayTimeout, DefaultPayTimeout),
+		Timeout:       e.Duration(EnvTimeout, lightning.DefaultTimeout),
+		PayTimeout:    e.Duration(EnvPayTimeout, lightning.DefaultPayTimeout),
 		FeeLimitSats:  timmy.Sats(e.Int(EnvFeeLimitSats, int64(DefaultFeeLimitSats))),
 		FeeLimitPPM:   e.Int(EnvFeeLimitPPM, DefaultFeeLimitPPM),
 		Private:       e.Bool(EnvPrivate, false),

@@ -13,7 +13,6 @@
 package lnd
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -37,18 +36,19 @@ import (
 	"github.com/timmyhq/timmy/lightning"
 )
 
-// Defaults for the zero values of Config.
+// Defaults for the fee limits of Config, used when they are zero. They are
+// lnd's own, as only this backend caps a refund's routing fee; the
+// defaults of Config's durations are every backend's, in package lightning.
 const (
-	DefaultTimeout      = 15 * time.Second
-	DefaultPayTimeout   = 60 * time.Second
-	DefaultPayWait      = 5 * time.Second
 	DefaultFeeLimitSats = timmy.Sats(10)
 	DefaultFeeLimitPPM  = 5000
 )
 
 // ExpiryGrace is how long past its expiry an unpaid OPEN invoice is still
-// reported open. It absorbs clock skew between Timmy and lnd.
-const ExpiryGrace = 30 * time.Second
+// reported open: lightning.ExpiryGrace, the same clock-skew allowance for
+// every backend, kept under this name because the README and operators
+// refer to lnd.ExpiryGrace.
+const ExpiryGrace = lightning.ExpiryGrace
 
 // maxBody bounds a unary response, so a misbehaving server cannot exhaust
 // memory.
@@ -81,14 +81,15 @@ type Config struct {
 	// tlsextradomain).
 	TLSServerName string
 	// Timeout bounds each request, and the wait for a stream's first
-	// message. Default DefaultTimeout.
+	// message. Default lightning.DefaultTimeout.
 	Timeout time.Duration
 	// PayTimeout is how long lnd may try to route a refund
-	// (SendPaymentV2's timeout_seconds). Default DefaultPayTimeout.
+	// (SendPaymentV2's timeout_seconds). Default
+	// lightning.DefaultPayTimeout.
 	PayTimeout time.Duration
 	// PayWait is how long PayInvoice waits for a final result before
 	// returning the payment as pending; lnd keeps trying after that.
-	// Default DefaultPayWait.
+	// Default lightning.DefaultPayWait.
 	PayWait time.Duration
 	// FeeLimitSats and FeeLimitPPM cap a refund's routing fee at the larger
 	// of a fixed amount and a share of the amount (parts per million).
@@ -144,15 +145,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.PayTimeout <= 0 {
-		cfg.PayTimeout = DefaultPayTimeout
-	}
-	if cfg.PayWait <= 0 {
-		cfg.PayWait = DefaultPayWait
-	}
+	lightning.SetDefaultDurations(&cfg.Timeout, &cfg.PayTimeout, &cfg.PayWait)
 	if cfg.FeeLimitSats <= 0 {
 		cfg.FeeLimitSats = DefaultFeeLimitSats
 	}
@@ -187,8 +180,8 @@ func New(cfg Config) (*Client, error) {
 // CreateInvoice adds a plain invoice (AddInvoice, POST /v1/invoices) and
 // checks the BOLT11 lnd returns is for the hash and amount asked.
 func (c *Client) CreateInvoice(ctx context.Context, req timmy.InvoiceRequest) (timmy.NewInvoice, error) {
-	if req.AmountSats <= 0 {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EINVALID, "invoice amount must be at least 1 sat")
+	if err := lightning.CheckInvoiceRequest(req); err != nil {
+		return timmy.NewInvoice{}, err
 	}
 	body := c.invoiceBody(req)
 	var resp struct {
@@ -216,8 +209,8 @@ func (c *Client) CreateInvoice(ctx context.Context, req timmy.InvoiceRequest) (t
 // SettleHoldInvoice or CancelHoldInvoice. This process then watches it, so
 // NotifyInvoices reports it the moment it is paid.
 func (c *Client) CreateHoldInvoice(ctx context.Context, req timmy.InvoiceRequest, preimage timmy.Preimage) (timmy.NewInvoice, error) {
-	if req.AmountSats <= 0 {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EINVALID, "invoice amount must be at least 1 sat")
+	if err := lightning.CheckInvoiceRequest(req); err != nil {
+		return timmy.NewInvoice{}, err
 	}
 	hash := timmy.PaymentHash(sha256.Sum256(preimage[:]))
 	body := c.invoiceBody(req)
@@ -247,7 +240,7 @@ func (c *Client) invoiceBody(req timmy.InvoiceRequest) map[string]any {
 		"memo":  req.Memo,
 	}
 	if req.Expiry > 0 {
-		body["expiry"] = strconv.FormatInt(int64((req.Expiry+time.Second-1)/time.Second), 10)
+		body["expiry"] = strconv.FormatInt(lightning.ExpirySeconds(req.Expiry), 10)
 	}
 	if c.cfg.Private {
 		body["private"] = true
@@ -255,23 +248,18 @@ func (c *Client) invoiceBody(req timmy.InvoiceRequest) map[string]any {
 	return body
 }
 
-// checkIssued decodes the BOLT11 lnd issued and checks its hash and
-// amount, so a misbehaving backend cannot make the service sell work for
-// the wrong price.
+// checkIssued checks the BOLT11 lnd issued as every backend does (see
+// lightning.CheckIssued), and that it is for hash when one is known, so
+// that a hold invoice is locked to the service's preimage.
 func checkIssued(pr string, hash *timmy.PaymentHash, amount timmy.Sats) (timmy.NewInvoice, error) {
-	d, err := lightning.Decode(pr)
+	inv, err := lightning.CheckIssued("lnd", pr, amount)
 	if err != nil {
-		// %v, not %w: the decoder's EINVALID is about buyer input, and this
-		// is the backend's fault.
-		return timmy.NewInvoice{}, fmt.Errorf("%v: %w", err, timmy.Errorf(timmy.EUNAVAILABLE, "lnd: returned an invoice that does not decode"))
+		return timmy.NewInvoice{}, err
 	}
-	if hash != nil && d.PaymentHash != *hash {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE, "lnd: returned an invoice for hash %s, not %s", d.PaymentHash, *hash)
+	if hash != nil && inv.PaymentHash != *hash {
+		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE, "lnd: returned an invoice for hash %s, not %s", inv.PaymentHash, *hash)
 	}
-	if d.AmountMsat != amount.Msat() {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EUNAVAILABLE, "lnd: issued an invoice for %d msat when %d sats were asked", d.AmountMsat, amount)
-	}
-	return timmy.NewInvoice{PaymentRequest: pr, PaymentHash: d.PaymentHash, AmountSats: amount, ExpiresAt: d.ExpiresAt}, nil
+	return inv, nil
 }
 
 // LookupInvoice reports an invoice's state (LookupInvoice, GET
@@ -353,27 +341,15 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 // body the caller closes. Transport errors, TLS ones included, are
 // EUNAVAILABLE.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode request: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
 	u := c.base.String() + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := lightning.NewJSONRequest(ctx, method, u, body)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, err
 	}
 	req.Header.Set("Grpc-Metadata-macaroon", c.macaroon)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var cerr *tls.CertificateVerificationError

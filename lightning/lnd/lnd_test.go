@@ -15,6 +15,7 @@ import (
 	timmy "github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/internal/env"
 	"github.com/timmyhq/timmy/lightning"
+	"github.com/timmyhq/timmy/lightning/lightningtest"
 	"github.com/timmyhq/timmy/lightning/lnd"
 	"github.com/timmyhq/timmy/lightning/lnd/lndtest"
 )
@@ -87,15 +88,6 @@ func (b *bundle) status(t *testing.T, h timmy.PaymentHash) timmy.InvoiceStatus {
 	return st
 }
 
-func requireCode(t *testing.T, err error, code, msg string) {
-	t.Helper()
-	require.Error(t, err)
-	require.Equal(t, code, timmy.ErrorCode(err), "error: %v", err)
-	if msg != "" {
-		require.Equal(t, msg, timmy.ErrorMessage(err))
-	}
-}
-
 // notifier runs NotifyInvoices in the background and collects its hints.
 type notifier struct {
 	hints  chan timmy.PaymentHash
@@ -162,7 +154,7 @@ func TestCreateInvoice(t *testing.T) {
 	require.Equal(t, timmy.InvoiceOpen, b.status(t, inv.PaymentHash))
 
 	_, err := b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 0})
-	requireCode(t, err, timmy.EINVALID, "invoice amount must be at least 1 sat")
+	lightningtest.RequireCode(t, err, timmy.EINVALID, "invoice amount must be at least 1 sat")
 }
 
 func TestCreateInvoiceChecksWhatLndReturned(t *testing.T) {
@@ -172,14 +164,14 @@ func TestCreateInvoiceChecksWhatLndReturned(t *testing.T) {
 	require.NoError(t, err)
 	b.fake.FailNext(200, `{"r_hash":"`+b64(d.PaymentHash[:])+`","payment_request":"`+other+`","add_index":"1"}`)
 	_, err = b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 21})
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnd: issued an invoice for 99000 msat when 21 sats were asked")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnd: issued an invoice for 99000 msat when 21 sats were asked")
 
 	// A hold invoice must be locked to the hash of our preimage.
 	b.fake.FailNext(200, `{"payment_request":"`+other+`","add_index":"1"}`)
 	pre, err := timmy.NewPreimage()
 	require.NoError(t, err)
 	_, err = b.client.CreateHoldInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 99}, pre)
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Contains(t, err.Error(), "returned an invoice for hash")
 }
 
@@ -190,7 +182,7 @@ func TestLookupInvoice(t *testing.T) {
 	require.Equal(t, timmy.InvoiceSettled, b.status(t, paid.PaymentHash))
 
 	_, err := b.client.LookupInvoice(b.ctx, timmy.PaymentHash{1})
-	requireCode(t, err, timmy.ENOTFOUND, "lnd: not found: unable to locate invoice")
+	lightningtest.RequireCode(t, err, timmy.ENOTFOUND, "lnd: not found: unable to locate invoice")
 }
 
 func TestLookupInvoiceExpiry(t *testing.T) {
@@ -227,7 +219,7 @@ func TestHoldInvoiceSettle(t *testing.T) {
 	require.Equal(t, timmy.InvoiceOpen, b.status(t, inv.PaymentHash))
 
 	// Settling before the buyer paid is refused.
-	requireCode(t, b.client.SettleHoldInvoice(b.ctx, pre), timmy.ECONFLICT, "cannot settle an invoice that has not been paid")
+	lightningtest.RequireCode(t, b.client.SettleHoldInvoice(b.ctx, pre), timmy.ECONFLICT, "cannot settle an invoice that has not been paid")
 
 	b.fake.MarkPaid(inv.PaymentHash)
 	require.Equal(t, timmy.InvoiceAccepted, b.status(t, inv.PaymentHash))
@@ -238,7 +230,7 @@ func TestHoldInvoiceSettle(t *testing.T) {
 
 	// Idempotent: settling again succeeds, cancelling is refused.
 	require.NoError(t, b.client.SettleHoldInvoice(b.ctx, pre))
-	requireCode(t, b.client.CancelHoldInvoice(b.ctx, inv.PaymentHash), timmy.ECONFLICT, "cannot cancel a settled invoice")
+	lightningtest.RequireCode(t, b.client.CancelHoldInvoice(b.ctx, inv.PaymentHash), timmy.ECONFLICT, "cannot cancel a settled invoice")
 	require.Equal(t, timmy.InvoiceSettled, b.status(t, inv.PaymentHash))
 }
 
@@ -254,11 +246,11 @@ func TestHoldInvoiceCancel(t *testing.T) {
 	// Idempotent: cancelling again succeeds, settling is refused. A paid
 	// and cancelled invoice stays cancelled after its expiry.
 	require.NoError(t, b.client.CancelHoldInvoice(b.ctx, inv.PaymentHash))
-	requireCode(t, b.client.SettleHoldInvoice(b.ctx, pre), timmy.ECONFLICT, "cannot settle a cancelled invoice")
+	lightningtest.RequireCode(t, b.client.SettleHoldInvoice(b.ctx, pre), timmy.ECONFLICT, "cannot settle a cancelled invoice")
 	lnd.SetNow(b.client, func() time.Time { return inv.ExpiresAt.Add(time.Hour) })
 	require.Equal(t, timmy.InvoiceCancelled, b.status(t, inv.PaymentHash))
 
-	requireCode(t, b.client.CancelHoldInvoice(b.ctx, timmy.PaymentHash{9}), timmy.ENOTFOUND, "lnd: not found: unable to locate invoice")
+	lightningtest.RequireCode(t, b.client.CancelHoldInvoice(b.ctx, timmy.PaymentHash{9}), timmy.ENOTFOUND, "lnd: not found: unable to locate invoice")
 }
 
 func TestHoldInvoiceIdempotentOnLndErrorText(t *testing.T) {
@@ -278,20 +270,20 @@ func TestTLSPinning(t *testing.T) {
 	// The other node's certificate does not vouch for this one.
 	c := b.newClient(t, lnd.Config{TLSCertPEM: other.CertPEM})
 	_, err := c.LookupInvoice(b.ctx, timmy.PaymentHash{})
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Contains(t, timmy.ErrorMessage(err), "not the pinned lnd certificate")
 
 	// Nor do the system roots.
 	c, err = lnd.New(lnd.Config{URL: b.fake.URL, Macaroon: b.fake.Macaroon})
 	require.NoError(t, err)
 	_, err = c.LookupInvoice(b.ctx, timmy.PaymentHash{})
-	requireCode(t, err, timmy.EUNAVAILABLE, "")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "")
 	require.Contains(t, timmy.ErrorMessage(err), "not the pinned lnd certificate")
 
 	// A name the certificate lacks can be overridden with one it has.
 	c = b.newClient(t, lnd.Config{TLSServerName: "localhost"})
 	_, err = c.LookupInvoice(b.ctx, timmy.PaymentHash{})
-	requireCode(t, err, timmy.ENOTFOUND, "")
+	lightningtest.RequireCode(t, err, timmy.ENOTFOUND, "")
 }
 
 func TestMacaroon(t *testing.T) {
@@ -303,7 +295,7 @@ func TestMacaroon(t *testing.T) {
 
 	c := b.newClient(t, lnd.Config{Macaroon: wrong})
 	_, err = c.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 1})
-	requireCode(t, err, timmy.EUNAVAILABLE, "lnd: macaroon rejected: verification failed: signature mismatch after caveat verification")
+	lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnd: macaroon rejected: verification failed: signature mismatch after caveat verification")
 
 	_, err = lnd.New(lnd.Config{URL: b.fake.URL, Macaroon: []byte("not a macaroon")})
 	require.ErrorContains(t, err, "lnd: the macaroon does not parse")
@@ -333,7 +325,7 @@ func TestErrorShapes(t *testing.T) {
 	for _, c := range cases {
 		b.fake.FailNext(c.status, c.body)
 		_, err := b.client.CreateInvoice(b.ctx, timmy.InvoiceRequest{AmountSats: 1})
-		requireCode(t, err, c.code, c.want)
+		lightningtest.RequireCode(t, err, c.code, c.want)
 		require.Contains(t, err.Error(), "lnd add invoice: ")
 	}
 }
@@ -416,7 +408,7 @@ func TestNotifyInvoicesReportsDrop(t *testing.T) {
 	b.fake.CloseStreams()
 	select {
 	case err := <-n.done:
-		requireCode(t, err, timmy.EUNAVAILABLE, "lnd: GET /v1/invoices/subscribe: stream ended by server")
+		lightningtest.RequireCode(t, err, timmy.EUNAVAILABLE, "lnd: GET /v1/invoices/subscribe: stream ended by server")
 	case <-time.After(5 * time.Second):
 		t.Fatal("NotifyInvoices did not return after the stream dropped")
 	}
@@ -451,23 +443,18 @@ func TestPayInvoice(t *testing.T) {
 
 func TestPayInvoiceRejectsBadInvoicesBeforePaying(t *testing.T) {
 	b := setup(t)
-	cases := map[string]struct {
-		pr   string
-		want string
-	}{
-		"wrong amount": {b.fake.BuyerInvoice(43), "the invoice is for 43 sats but the amount owed is exactly 42 sats"},
-		"amountless":   {b.fake.BuyerInvoiceWith(lndtest.InvoiceOptions{Expiry: time.Hour}), "the invoice has no amount; make one for exactly 42 sats"},
-		"expired": {b.fake.BuyerInvoiceWith(lndtest.InvoiceOptions{
-			AmountMsat: 42_000, CreatedAt: time.Now().Add(-2 * time.Hour), Expiry: time.Hour,
-		}), "the invoice has expired; make a new one"},
+	cases := append(lightningtest.UnpayableInvoices(b.fake.BuyerInvoiceWith),
 		// Decodes fine, but lnd refuses it: another network.
-		"mainnet": {b.fake.BuyerInvoiceWith(lndtest.InvoiceOptions{AmountMsat: 42_000, Expiry: time.Hour, Network: "mainnet"}),
-			"the invoice is for a different network than this service's node"},
-	}
-	for name, c := range cases {
-		_, err := b.client.PayInvoice(b.ctx, c.pr, 42)
-		requireCode(t, err, timmy.EINVALID, c.want)
-		require.Empty(t, b.fake.Payments(), name)
+		lightningtest.Unpayable{
+			Name:           "mainnet",
+			PaymentRequest: b.fake.BuyerInvoiceWith(lndtest.InvoiceOptions{AmountMsat: 42_000, Expiry: time.Hour, Network: "mainnet"}),
+			Owed:           42,
+			Message:        "the invoice is for a different network than this service's node",
+		})
+	for _, c := range cases {
+		_, err := b.client.PayInvoice(b.ctx, c.PaymentRequest, c.Owed)
+		lightningtest.RequireCode(t, err, timmy.EINVALID, c.Message)
+		require.Empty(t, b.fake.Payments(), c.Name)
 	}
 }
 
@@ -531,7 +518,7 @@ func TestPayInvoicePending(t *testing.T) {
 func TestLookupPaymentNotFound(t *testing.T) {
 	b := setup(t)
 	_, err := b.client.LookupPayment(b.ctx, timmy.PaymentHash{3})
-	requireCode(t, err, timmy.ENOTFOUND, "lnd: not found: payment isn't initiated")
+	lightningtest.RequireCode(t, err, timmy.ENOTFOUND, "lnd: not found: payment isn't initiated")
 }
 
 func TestConfigFromEnv(t *testing.T) {
@@ -542,7 +529,7 @@ func TestConfigFromEnv(t *testing.T) {
 	require.NoError(t, e.Err())
 	require.Equal(t, b.fake.Macaroon, cfg.Macaroon)
 	require.Equal(t, b.fake.CertPEM, cfg.TLSCertPEM)
-	require.Equal(t, lnd.DefaultTimeout, cfg.Timeout)
+	require.Equal(t, lightning.DefaultTimeout, cfg.Timeout)
 	require.Equal(t, lnd.DefaultFeeLimitSats, cfg.FeeLimitSats)
 	c, err := lnd.New(cfg)
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	timmy "github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/lightning"
 )
 
 // lnd's REST proxy is grpc-gateway v2 with protojson set to use the proto
@@ -104,7 +105,7 @@ func (inv *invoice) status(now time.Time) timmy.InvoiceStatus {
 		}
 		return timmy.InvoiceCancelled
 	}
-	if now.After(inv.expiresAt().Add(ExpiryGrace)) {
+	if lightning.Lapsed(inv.expiresAt(), now) {
 		return timmy.InvoiceExpired
 	}
 	return timmy.InvoiceOpen

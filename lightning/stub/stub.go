@@ -20,13 +20,10 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/lightningnetwork/lnd/lnwire"
-	"github.com/lightningnetwork/lnd/zpay32"
 
 	"github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/lightning"
 )
 
 // Invoice is a stub invoice as the stub stores it.
@@ -141,8 +138,8 @@ func (l *Lightning) CreateHoldInvoice(ctx context.Context, req timmy.InvoiceRequ
 }
 
 func (l *Lightning) issue(ctx context.Context, req timmy.InvoiceRequest, preimage timmy.Preimage, hold bool) (timmy.NewInvoice, error) {
-	if req.AmountSats <= 0 {
-		return timmy.NewInvoice{}, timmy.Errorf(timmy.EINVALID, "invoice amount must be positive")
+	if err := lightning.CheckInvoiceRequest(req); err != nil {
+		return timmy.NewInvoice{}, err
 	}
 	if req.Expiry <= 0 {
 		req.Expiry = time.Hour
@@ -151,21 +148,18 @@ func (l *Lightning) issue(ctx context.Context, req timmy.InvoiceRequest, preimag
 	created := l.now().Truncate(time.Second)
 	var paymentAddr [32]byte
 	copy(paymentAddr[:], hash[:]) // any 32 bytes; unique per invoice
-	inv, err := zpay32.NewInvoice(&chaincfg.RegressionNetParams, hash, created,
-		zpay32.Amount(lnwire.MilliSatoshi(req.AmountSats.Msat())),
-		zpay32.Description(req.Memo),
-		zpay32.Expiry(req.Expiry),
-		zpay32.CLTVExpiry(80),
-		zpay32.PaymentAddr(paymentAddr),
-	)
+	bolt11, err := lightning.SignInvoice(l.key, lightning.Invoice{
+		Chain:       &chaincfg.RegressionNetParams,
+		PaymentHash: hash,
+		PaymentAddr: paymentAddr,
+		AmountMsat:  req.AmountSats.Msat(),
+		CreatedAt:   created,
+		Expiry:      req.Expiry,
+		Memo:        req.Memo,
+		CLTVExpiry:  80,
+	})
 	if err != nil {
-		return timmy.NewInvoice{}, fmt.Errorf("build stub invoice: %w", err)
-	}
-	bolt11, err := inv.Encode(zpay32.MessageSigner{SignCompact: func(msg []byte) ([]byte, error) {
-		return ecdsa.SignCompact(l.key, chainhash.HashB(msg), true), nil
-	}})
-	if err != nil {
-		return timmy.NewInvoice{}, fmt.Errorf("sign stub invoice: %w", err)
+		return timmy.NewInvoice{}, fmt.Errorf("stub invoice: %w", err)
 	}
 	stored := Invoice{
 		PaymentHash: hash, PaymentRequest: bolt11, AmountSats: req.AmountSats, Preimage: preimage,

@@ -31,6 +31,7 @@ import (
 	"github.com/coder/websocket"
 
 	timmy "github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/lightning/lightningtest"
 )
 
 // PayMode decides what happens to the wallet's outgoing payments.
@@ -87,6 +88,11 @@ func WithFeeSats(fee timmy.Sats) Option { return func(f *Fake) { f.feeSats = fee
 // Fake is a running fake LNbits with one wallet. It is safe for concurrent
 // use.
 type Fake struct {
+	// Buyer makes the invoices a buyer sends to claim a refund:
+	// fake.BuyerInvoice(21), or fake.BuyerInvoiceWith for an expired or
+	// amountless one.
+	*lightningtest.Buyer
+
 	// URL is the server's base URL, for LNBITS_URL.
 	URL string
 	// InvoiceKey is the wallet's invoice/read key, for LNBITS_API_KEY.
@@ -98,8 +104,8 @@ type Fake struct {
 
 	t       testing.TB
 	srv     *httptest.Server
-	node    *node
-	buyer   *node
+	node    *lightningtest.Node
+	canned  lightningtest.Canned
 	legacy  bool
 	feeSats timmy.Sats
 
@@ -108,34 +114,20 @@ type Fake struct {
 	incoming    map[timmy.PaymentHash]*Invoice
 	outgoing    map[timmy.PaymentHash]*Payment
 	order       []timmy.PaymentHash
-	failNext    []injected
 	sockets     map[*websocket.Conn]string
 	balanceMsat int64
-}
-
-type injected struct {
-	status int
-	body   string
 }
 
 // New starts a fake LNbits that stops when the test ends.
 func New(t testing.TB, opts ...Option) *Fake {
 	t.Helper()
-	n, err := newNode()
-	if err != nil {
-		t.Fatalf("lnbitstest: %v", err)
-	}
-	b, err := newNode()
-	if err != nil {
-		t.Fatalf("lnbitstest: %v", err)
-	}
 	f := &Fake{
+		Buyer:       lightningtest.NewBuyer(t),
 		InvoiceKey:  randHex(16),
 		AdminKey:    randHex(16),
 		WalletID:    randHex(16),
 		t:           t,
-		node:        n,
-		buyer:       b,
+		node:        lightningtest.NewNode(t),
 		incoming:    map[timmy.PaymentHash]*Invoice{},
 		outgoing:    map[timmy.PaymentHash]*Payment{},
 		sockets:     map[*websocket.Conn]string{},
@@ -149,7 +141,7 @@ func New(t testing.TB, opts ...Option) *Fake {
 	mux.HandleFunc("GET /api/v1/payments/{hash}", f.handleGet)
 	mux.HandleFunc("GET /api/v1/ws/{id}", f.handleWebsocket)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Not Found"})
+		lightningtest.WriteJSON(w, http.StatusNotFound, map[string]any{"detail": "Not Found"})
 	})
 	f.srv = httptest.NewServer(f.inject(mux))
 	f.URL = f.srv.URL
@@ -172,11 +164,7 @@ func (f *Fake) Env() map[string]string {
 // FailNext makes the next REST request (not the websocket) answer with
 // status and body instead, e.g. 520 and {"detail":"no route","status":"failed"}.
 // Calls queue up.
-func (f *Fake) FailNext(status int, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, injected{status: status, body: body})
-}
+func (f *Fake) FailNext(status int, body string) { f.canned.Add(status, body) }
 
 // SetPayMode changes how later outgoing payments end.
 func (f *Fake) SetPayMode(m PayMode) {
@@ -272,22 +260,6 @@ func (f *Fake) Invoice(hash timmy.PaymentHash) (Invoice, bool) {
 	return *inv, true
 }
 
-// BuyerInvoice makes a regtest invoice for exactly sats from another node,
-// valid for an hour: what a buyer sends to claim a refund.
-func (f *Fake) BuyerInvoice(sats timmy.Sats) string {
-	return f.BuyerInvoiceWith(InvoiceOptions{AmountMsat: sats.Msat(), Expiry: time.Hour, Memo: "refund"})
-}
-
-// BuyerInvoiceWith makes a buyer's invoice with the given options, e.g. an
-// expired or amountless one.
-func (f *Fake) BuyerInvoiceWith(o InvoiceOptions) string {
-	pr, _, _, err := f.buyer.sign(o)
-	if err != nil {
-		f.t.Fatalf("lnbitstest: buyer invoice: %v", err)
-	}
-	return pr
-}
-
 // CloseWebsockets drops every websocket connection, as a restarting LNbits
 // or a flaky proxy would.
 func (f *Fake) CloseWebsockets() {
@@ -311,23 +283,12 @@ func (f *Fake) WebsocketCount() int {
 	return len(f.sockets)
 }
 
-// inject serves queued FailNext responses before the real handlers.
+// inject serves queued FailNext responses before the real handlers, to
+// REST requests only: the websocket is left to connect.
 func (f *Fake) inject(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/api/v1/ws/") {
-			f.mu.Lock()
-			var inj *injected
-			if len(f.failNext) > 0 {
-				inj = &f.failNext[0]
-				f.failNext = f.failNext[1:]
-			}
-			f.mu.Unlock()
-			if inj != nil {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(inj.status)
-				_, _ = w.Write([]byte(inj.body))
-				return
-			}
+		if !strings.HasPrefix(r.URL.Path, "/api/v1/ws/") && f.canned.Serve(w) {
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -357,36 +318,36 @@ type createBody struct {
 func (f *Fake) handleCreate(w http.ResponseWriter, r *http.Request) {
 	kt := f.keyType(r)
 	if kt == "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"detail": "Invalid key or wallet."})
+		lightningtest.WriteJSON(w, http.StatusUnauthorized, map[string]any{"detail": "Invalid key or wallet."})
 		return
 	}
 	var body createBody
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []map[string]any{
+		lightningtest.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []map[string]any{
 			{"loc": []any{"body"}, "msg": "value is not a valid dict", "type": "type_error.dict"},
 		}})
 		return
 	}
 	if body.Out {
 		if kt != "admin" {
-			writeJSON(w, http.StatusForbidden, map[string]any{"detail": "Invoice (or Admin) key required."})
+			lightningtest.WriteJSON(w, http.StatusForbidden, map[string]any{"detail": "Invoice (or Admin) key required."})
 			return
 		}
 		f.pay(w, body.Bolt11)
 		return
 	}
 	if body.Amount == nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []map[string]any{
+		lightningtest.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []map[string]any{
 			{"loc": []any{"body", "amount"}, "msg": "field required", "type": "value_error.missing"},
 		}})
 		return
 	}
 	if body.Unit != "" && body.Unit != "sat" {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"detail": "fake LNbits only speaks sat"})
+		lightningtest.WriteJSON(w, http.StatusBadRequest, map[string]any{"detail": "fake LNbits only speaks sat"})
 		return
 	}
 	if *body.Amount <= 0 || *body.Amount != float64(int64(*body.Amount)) {
-		writeJSON(w, statusFundingSource, map[string]any{"detail": "Amountless invoices not supported.", "status": "failed"})
+		lightningtest.WriteJSON(w, statusFundingSource, map[string]any{"detail": "Amountless invoices not supported.", "status": "failed"})
 		return
 	}
 	expiry := time.Hour // LNbits' default invoice expiry
@@ -395,9 +356,9 @@ func (f *Fake) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	sats := timmy.Sats(*body.Amount)
 	created := time.Now()
-	pr, hash, pre, err := f.node.sign(InvoiceOptions{AmountMsat: sats.Msat(), CreatedAt: created, Expiry: expiry, Memo: body.Memo})
+	pr, hash, pre, err := f.node.Sign(InvoiceOptions{AmountMsat: sats.Msat(), CreatedAt: created, Expiry: expiry, Memo: body.Memo})
 	if err != nil {
-		writeJSON(w, statusFundingSource, map[string]any{"detail": err.Error(), "status": "pending"})
+		lightningtest.WriteJSON(w, statusFundingSource, map[string]any{"detail": err.Error(), "status": "pending"})
 		return
 	}
 	inv := &Invoice{
@@ -411,32 +372,32 @@ func (f *Fake) handleCreate(w http.ResponseWriter, r *http.Request) {
 	resp := f.incomingJSON(inv)
 	f.mu.Unlock()
 	if f.legacy {
-		writeJSON(w, http.StatusCreated, map[string]any{
+		lightningtest.WriteJSON(w, http.StatusCreated, map[string]any{
 			"payment_hash": hash.String(), "payment_request": pr, "checking_id": hash.String(), "lnurl_response": nil,
 		})
 		return
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	lightningtest.WriteJSON(w, http.StatusCreated, resp)
 }
 
 const statusFundingSource = 520
 
 func (f *Fake) pay(w http.ResponseWriter, bolt11 string) {
 	if bolt11 == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"detail": "Missing BOLT11 invoice"})
+		lightningtest.WriteJSON(w, http.StatusBadRequest, map[string]any{"detail": "Missing BOLT11 invoice"})
 		return
 	}
 	inv, err := decode(strings.ToLower(bolt11))
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"detail": "Failed to decode: " + err.Error()})
+		lightningtest.WriteJSON(w, http.StatusBadRequest, map[string]any{"detail": "Failed to decode: " + err.Error()})
 		return
 	}
 	if inv.MilliSat == nil || *inv.MilliSat == 0 {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"detail": "Missig invoice amount."})
+		lightningtest.WriteJSON(w, http.StatusBadRequest, map[string]any{"detail": "Missig invoice amount."})
 		return
 	}
 	if time.Now().After(inv.Timestamp.Add(inv.Expiry())) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"detail": "Invoice expired."})
+		lightningtest.WriteJSON(w, http.StatusBadRequest, map[string]any{"detail": "Invoice expired."})
 		return
 	}
 	hash := timmy.PaymentHash(*inv.PaymentHash)
@@ -445,12 +406,12 @@ func (f *Fake) pay(w http.ResponseWriter, bolt11 string) {
 	f.mu.Lock()
 	if prev, ok := f.outgoing[hash]; ok && prev.Status != "failed" {
 		f.mu.Unlock()
-		writeJSON(w, statusFundingSource, map[string]any{"detail": "Payment already exists.", "status": "failed"})
+		lightningtest.WriteJSON(w, statusFundingSource, map[string]any{"detail": "Payment already exists.", "status": "failed"})
 		return
 	}
 	if f.balanceMsat < amountMsat {
 		f.mu.Unlock()
-		writeJSON(w, statusFundingSource, map[string]any{"detail": "Insufficient balance.", "status": "failed"})
+		lightningtest.WriteJSON(w, statusFundingSource, map[string]any{"detail": "Insufficient balance.", "status": "failed"})
 		return
 	}
 	p := &Payment{Hash: hash, Bolt11: bolt11, AmountSats: timmy.Sats((amountMsat + 999) / 1000), Time: time.Now()}
@@ -463,7 +424,7 @@ func (f *Fake) pay(w http.ResponseWriter, bolt11 string) {
 	case PayFail:
 		p.Status = "failed"
 		f.mu.Unlock()
-		writeJSON(w, statusFundingSource, map[string]any{"detail": "Payment failed: no route found", "status": "failed"})
+		lightningtest.WriteJSON(w, statusFundingSource, map[string]any{"detail": "Payment failed: no route found", "status": "failed"})
 		return
 	case PayPending:
 		p.Status = "pending"
@@ -480,10 +441,10 @@ func (f *Fake) pay(w http.ResponseWriter, bolt11 string) {
 		f.broadcast(msg)
 	}
 	if f.legacy {
-		writeJSON(w, http.StatusCreated, map[string]any{"payment_hash": hash.String(), "checking_id": hash.String()})
+		lightningtest.WriteJSON(w, http.StatusCreated, map[string]any{"payment_hash": hash.String(), "checking_id": hash.String()})
 		return
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	lightningtest.WriteJSON(w, http.StatusCreated, resp)
 }
 
 // handleGet answers like LNbits v1's api_payment: any caller learns paid,
@@ -491,7 +452,7 @@ func (f *Fake) pay(w http.ResponseWriter, bolt11 string) {
 func (f *Fake) handleGet(w http.ResponseWriter, r *http.Request) {
 	hash, err := timmy.ParsePaymentHash(r.PathValue("hash"))
 	if err != nil {
-		writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Payment does not exist."})
+		lightningtest.WriteJSON(w, http.StatusNotFound, map[string]any{"detail": "Payment does not exist."})
 		return
 	}
 	withDetails := f.keyType(r) != ""
@@ -509,7 +470,7 @@ func (f *Fake) handleGet(w http.ResponseWriter, r *http.Request) {
 		}
 		details, status = f.incomingJSON(inv), inv.Status
 	} else {
-		writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Payment does not exist."})
+		lightningtest.WriteJSON(w, http.StatusNotFound, map[string]any{"detail": "Payment does not exist."})
 		return
 	}
 	resp := map[string]any{"paid": status == "success", "preimage": details["preimage"]}
@@ -519,7 +480,7 @@ func (f *Fake) handleGet(w http.ResponseWriter, r *http.Request) {
 			details["pending"] = status == "pending"
 			resp["details"] = details
 		}
-		writeJSON(w, http.StatusOK, resp)
+		lightningtest.WriteJSON(w, http.StatusOK, resp)
 		return
 	}
 	if status != "success" {
@@ -528,7 +489,7 @@ func (f *Fake) handleGet(w http.ResponseWriter, r *http.Request) {
 	if withDetails {
 		resp["details"] = details
 	}
-	writeJSON(w, http.StatusOK, resp)
+	lightningtest.WriteJSON(w, http.StatusOK, resp)
 }
 
 // handleWebsocket serves /api/v1/ws/{id}. Like LNbits, it accepts any id
@@ -616,12 +577,6 @@ func (f *Fake) paymentModel(hash timmy.PaymentHash, bolt11 string, amount, fee i
 		"labels":         []string{},
 		"extra":          map[string]any{},
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 func randHex(n int) string {

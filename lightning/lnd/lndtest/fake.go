@@ -48,6 +48,7 @@ import (
 	"gopkg.in/macaroon.v2"
 
 	timmy "github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/lightning/lightningtest"
 )
 
 // PayMode decides what happens to the node's outgoing payments.
@@ -70,6 +71,10 @@ const (
 	StateSettled  = "SETTLED"
 	StateCanceled = "CANCELED"
 )
+
+// InvoiceOptions describes a buyer's invoice for BuyerInvoiceWith. It is
+// lightningtest's, so every fake's buyer makes invoices alike.
+type InvoiceOptions = lightningtest.InvoiceOptions
 
 // Invoice is an invoice the fake node issued.
 type Invoice struct {
@@ -115,6 +120,11 @@ func WithFeeSats(fee timmy.Sats) Option { return func(f *Fake) { f.feeSats = fee
 
 // Fake is a running fake lnd. It is safe for concurrent use.
 type Fake struct {
+	// Buyer makes the invoices a buyer sends to claim a refund:
+	// fake.BuyerInvoice(21), or fake.BuyerInvoiceWith for an expired,
+	// amountless or mainnet one.
+	*lightningtest.Buyer
+
 	// URL is the REST base URL, for LND_REST_URL.
 	URL string
 	// CertPEM is the server's self-signed certificate, and CertPath a file
@@ -129,8 +139,8 @@ type Fake struct {
 
 	t       testing.TB
 	srv     *httptest.Server
-	node    *node
-	buyer   *node
+	node    *lightningtest.Node
+	canned  lightningtest.Canned
 	feeSats timmy.Sats
 
 	mu          sync.Mutex
@@ -146,27 +156,13 @@ type Fake struct {
 	singleSubs  map[timmy.PaymentHash]map[*sub]struct{}
 	paySubs     map[timmy.PaymentHash]map[*sub]struct{}
 	kill        chan struct{}
-	failNext    []injected
 }
 
 type sub struct{ ch chan map[string]any }
 
-type injected struct {
-	status int
-	body   string
-}
-
 // New starts a fake lnd that stops when the test ends.
 func New(t testing.TB, opts ...Option) *Fake {
 	t.Helper()
-	n, err := newNode()
-	if err != nil {
-		t.Fatalf("lndtest: %v", err)
-	}
-	b, err := newNode()
-	if err != nil {
-		t.Fatalf("lndtest: %v", err)
-	}
 	cert, certPEM, err := SelfSignedCert()
 	if err != nil {
 		t.Fatalf("lndtest: %v", err)
@@ -183,14 +179,14 @@ func New(t testing.TB, opts ...Option) *Fake {
 	}
 	dir := t.TempDir()
 	f := &Fake{
+		Buyer:        lightningtest.NewBuyer(t),
 		CertPEM:      certPEM,
 		CertPath:     filepath.Join(dir, "tls.cert"),
 		Macaroon:     mac,
 		MacaroonHex:  hex.EncodeToString(mac),
 		MacaroonPath: filepath.Join(dir, "admin.macaroon"),
 		t:            t,
-		node:         n,
-		buyer:        b,
+		node:         lightningtest.NewNode(t),
 		invoices:     map[timmy.PaymentHash]*Invoice{},
 		payments:     map[timmy.PaymentHash]*Payment{},
 		allSubs:      map[*sub]struct{}{},
@@ -286,11 +282,7 @@ func (f *Fake) Env() map[string]string {
 // FailNext makes the next request answer with status and body instead,
 // e.g. 500 and {"code":2,"message":"invoice already settled","details":[]}.
 // Calls queue up.
-func (f *Fake) FailNext(status int, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, injected{status: status, body: body})
-}
+func (f *Fake) FailNext(status int, body string) { f.canned.Add(status, body) }
 
 // SetPayMode changes how later outgoing payments end.
 func (f *Fake) SetPayMode(m PayMode) {
@@ -393,22 +385,6 @@ func (f *Fake) ResolvePayment(hash timmy.PaymentHash, succeeded bool) {
 	f.payNotifyLocked(p)
 }
 
-// BuyerInvoice makes a regtest invoice for exactly sats from another node,
-// valid for an hour: what a buyer sends to claim a refund.
-func (f *Fake) BuyerInvoice(sats timmy.Sats) string {
-	return f.BuyerInvoiceWith(InvoiceOptions{AmountMsat: sats.Msat(), Expiry: time.Hour, Memo: "refund"})
-}
-
-// BuyerInvoiceWith makes a buyer's invoice with the given options, e.g. an
-// expired, amountless or mainnet one.
-func (f *Fake) BuyerInvoiceWith(o InvoiceOptions) string {
-	pr, _, _, err := f.buyer.sign(o)
-	if err != nil {
-		f.t.Fatalf("lndtest: buyer invoice: %v", err)
-	}
-	return pr
-}
-
 // CloseStreams ends every open stream, as an lnd restart would.
 func (f *Fake) CloseStreams() {
 	f.mu.Lock()
@@ -437,17 +413,7 @@ func (f *Fake) SingleSubscribers(hash timmy.PaymentHash) int {
 // into HTTP 500.
 func (f *Fake) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		var inj *injected
-		if len(f.failNext) > 0 {
-			inj = &f.failNext[0]
-			f.failNext = f.failNext[1:]
-		}
-		f.mu.Unlock()
-		if inj != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(inj.status)
-			_, _ = w.Write([]byte(inj.body))
+		if f.canned.Serve(w) {
 			return
 		}
 		switch mac := r.Header.Get("Grpc-Metadata-macaroon"); mac {
@@ -483,7 +449,7 @@ func (f *Fake) handleAddInvoice(w http.ResponseWriter, r *http.Request) {
 		"payment_addr":    b64(make([]byte, 32)),
 	}
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, resp)
+	lightningtest.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (f *Fake) handleAddHold(w http.ResponseWriter, r *http.Request) {
@@ -505,7 +471,7 @@ func (f *Fake) handleAddHold(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	resp := map[string]any{"payment_request": inv.PaymentRequest, "add_index": u(inv.AddIndex), "payment_addr": b64(make([]byte, 32))}
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, resp)
+	lightningtest.WriteJSON(w, http.StatusOK, resp)
 }
 
 // addInvoice signs and records an invoice, as AddInvoice and
@@ -524,7 +490,7 @@ func (f *Fake) addInvoice(body fields, hash timmy.PaymentHash, hold bool) (*Invo
 	}
 	memo := body.string("memo")
 	created := time.Now().Truncate(time.Second)
-	pr, err := f.node.signHash(hash, InvoiceOptions{AmountMsat: sats * 1000, CreatedAt: created, Expiry: time.Duration(expiry) * time.Second, Memo: memo})
+	pr, err := f.node.SignHash(hash, InvoiceOptions{AmountMsat: sats * 1000, CreatedAt: created, Expiry: time.Duration(expiry) * time.Second, Memo: memo})
 	if err != nil {
 		return nil, err
 	}
@@ -573,7 +539,7 @@ func (f *Fake) handleLookup(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, 5, "unable to locate invoice")
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	lightningtest.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (f *Fake) handleSettle(w http.ResponseWriter, r *http.Request) {
@@ -607,7 +573,7 @@ func (f *Fake) handleSettle(w http.ResponseWriter, r *http.Request) {
 		f.settleLocked(inv)
 	}
 	// Settling a settled invoice succeeds, as in lnd.
-	writeJSON(w, http.StatusOK, map[string]any{})
+	lightningtest.WriteJSON(w, http.StatusOK, map[string]any{})
 }
 
 func (f *Fake) handleCancel(w http.ResponseWriter, r *http.Request) {
@@ -639,7 +605,7 @@ func (f *Fake) handleCancel(w http.ResponseWriter, r *http.Request) {
 		f.notifyLocked(inv)
 	}
 	// Cancelling a cancelled invoice succeeds, as in lnd.
-	writeJSON(w, http.StatusOK, map[string]any{})
+	lightningtest.WriteJSON(w, http.StatusOK, map[string]any{})
 }
 
 // handleSubscribe is SubscribeInvoices: first the backlog asked for by
@@ -991,18 +957,12 @@ func (s *streamWriter) send(m map[string]any) {
 // writeStreamError fails a stream before its first message: the HTTP
 // status of the gRPC code and an {"error": status} body.
 func writeStreamError(w http.ResponseWriter, httpStatus, code int, msg string) {
-	writeJSON(w, httpStatus, map[string]any{"error": map[string]any{"code": code, "message": msg, "details": []any{}}})
+	lightningtest.WriteJSON(w, httpStatus, map[string]any{"error": map[string]any{"code": code, "message": msg, "details": []any{}}})
 }
 
 // writeStatus fails a unary call as grpc-gateway does.
 func writeStatus(w http.ResponseWriter, httpStatus, code int, msg string) {
-	writeJSON(w, httpStatus, map[string]any{"code": code, "message": msg, "details": []any{}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	lightningtest.WriteJSON(w, httpStatus, map[string]any{"code": code, "message": msg, "details": []any{}})
 }
 
 // fields is a protojson request body.

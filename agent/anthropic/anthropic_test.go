@@ -1,8 +1,6 @@
 package anthropic_test
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/agent/anthropic"
 	"github.com/timmyhq/timmy/agent/anthropic/anthropictest"
+	"github.com/timmyhq/timmy/agent/llm/llmtest"
 	"github.com/timmyhq/timmy/internal/env"
 )
 
@@ -38,13 +37,55 @@ func setup(t *testing.T, mod func(*anthropic.Config)) bundle {
 // coded as a backend failure for the HTTP layer and the job.
 func requireAgentError(t *testing.T, err error, msg string) *anthropic.Error {
 	t.Helper()
-	require.Error(t, err)
-	require.Equal(t, msg, err.Error())
-	require.Equal(t, timmy.EUNAVAILABLE, timmy.ErrorCode(err))
-	require.Equal(t, msg, timmy.ErrorMessage(err))
-	var ae *anthropic.Error
-	require.ErrorAs(t, err, &ae)
-	return ae
+	return llmtest.RequireAgentError[*anthropic.Error](t, err, msg)
+}
+
+// TestSharedBehaviour runs the tests every agent passes the same way
+// (retries, timeouts, the output cap, strict decisions) on this agent and
+// its fake, with the Messages API's own malformed evaluations.
+func TestSharedBehaviour(t *testing.T) {
+	t.Parallel()
+	model := anthropic.DefaultEvalModel
+	twoCalls := anthropictest.Reply{Body: anthropictest.Message(model, []any{
+		anthropictest.ToolUseBlock("toolu_1", "decide", []byte(`{"accepted":true,"reason":"a"}`)),
+		anthropictest.ToolUseBlock("toolu_2", "decide", []byte(`{"accepted":false,"reason":"b"}`)),
+	}, "tool_use", 10, 10)}
+	otherTool := anthropictest.Reply{Body: anthropictest.Message(model, []any{
+		anthropictest.ToolUseBlock("toolu_1", "approve", []byte(`{"accepted":true,"reason":"a"}`)),
+	}, "tool_use", 10, 10)}
+	noUsage := anthropictest.Reply{Body: `{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"tool_use","id":"t","name":"decide","input":{"accepted":true,"reason":"ok"}}],"stop_reason":"tool_use"}`}
+	llmtest.RunAgentTests(t, llmtest.Harness[*anthropic.Error]{
+		Name: "anthropic",
+		Setup: func(t *testing.T, s llmtest.Settings) (*llmtest.Server, timmy.Agent) {
+			b := setup(t, func(c *anthropic.Config) {
+				c.MaxRetries, c.Timeout = s.MaxRetries, s.Timeout
+				if s.BaseURL != "" {
+					c.BaseURL = s.BaseURL
+				}
+			})
+			return b.srv.Server, b.agent
+		},
+		Attempts:    func(e *anthropic.Error) (int, int) { return e.StatusCode, e.Attempts },
+		RateLimited: anthropictest.RateLimited,
+		ServerError: anthropictest.ServerError,
+		Truncated:   anthropictest.Truncated,
+		Malformed: []llmtest.Case{
+			{Name: "no tool call", Reply: anthropictest.TextOnly(model, "Sure, I accept!", 10, 5), Msg: `anthropic: evaluation without a decide tool call (stop_reason "end_turn")`},
+			{Name: "accepted as a string", Reply: anthropictest.DecisionInput(model, `{"accepted":"true","reason":"ok"}`), Msg: "anthropic: malformed evaluation: accepted is not a boolean"},
+			{Name: "accepted as null", Reply: anthropictest.DecisionInput(model, `{"accepted":null,"reason":"ok"}`), Msg: "anthropic: malformed evaluation: accepted is not a boolean"},
+			{Name: "reason as a number", Reply: anthropictest.DecisionInput(model, `{"accepted":true,"reason":42}`), Msg: "anthropic: malformed evaluation: reason is not a string"},
+			{Name: "missing reason", Reply: anthropictest.DecisionInput(model, `{"accepted":true}`), Msg: "anthropic: malformed evaluation: want exactly the fields accepted and reason, got accepted"},
+			{Name: "missing accepted", Reply: anthropictest.DecisionInput(model, `{"reason":"ok"}`), Msg: "anthropic: malformed evaluation: want exactly the fields accepted and reason, got reason"},
+			{Name: "extra field", Reply: anthropictest.DecisionInput(model, `{"accepted":true,"reason":"ok","confidence":0.9}`), Msg: "anthropic: malformed evaluation: want exactly the fields accepted and reason, got accepted, confidence, reason"},
+			{Name: "wrong case", Reply: anthropictest.DecisionInput(model, `{"Accepted":true,"reason":"ok"}`), Msg: "anthropic: malformed evaluation: want exactly the fields accepted and reason, got Accepted, reason"},
+			{Name: "empty reason", Reply: anthropictest.DecisionInput(model, `{"accepted":true,"reason":"   "}`), Msg: "anthropic: malformed evaluation: reason is empty"},
+			{Name: "not an object", Reply: anthropictest.DecisionInput(model, `[true,"ok"]`), Msg: "anthropic: malformed evaluation: not a JSON object"},
+			{Name: "two tool calls", Reply: twoCalls, Msg: "anthropic: evaluation with 2 tool calls, want one"},
+			{Name: "another tool", Reply: otherTool, Msg: `anthropic: evaluation called tool "approve", want "decide"`},
+			{Name: "no usage", Reply: noUsage, Msg: "anthropic: response without token usage"},
+			{Name: "not JSON at all", Reply: anthropictest.Reply{Body: `<html>502 Bad Gateway</html>`}, Msg: "anthropic: malformed response"},
+		},
+	})
 }
 
 func TestEvaluateAccepts(t *testing.T) {
@@ -97,47 +138,6 @@ func TestExecuteReturnsTextAndUsage(t *testing.T) {
 	require.Equal(t, "claude-haiku-4-5", b.agent.EvalModel())
 }
 
-func TestExecuteOutputCapCanOnlyBeLowered(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.WorkReply("A long answer", 100, 1000)
-
-	res, err := b.agent.Execute(t.Context(), "demo", timmy.ExecuteOptions{MaxOutputTokens: 256})
-	require.NoError(t, err)
-	require.EqualValues(t, 256, b.srv.Exchanges()[0].MaxTokens)
-	require.EqualValues(t, 256, res.Usage.OutputTokens) // the fake caps output as the API does
-
-	_, err = b.agent.Execute(t.Context(), "greedy", timmy.ExecuteOptions{MaxOutputTokens: 1 << 20})
-	require.NoError(t, err)
-	require.EqualValues(t, anthropic.DefaultMaxOutputTokens, b.srv.Exchanges()[1].MaxTokens)
-}
-
-func TestRateLimitedThenSucceeds(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.Enqueue(anthropictest.RateLimited())
-	b.srv.WorkReply("done", 10, 20)
-	res, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	require.NoError(t, err)
-	require.Equal(t, "done", res.Text)
-	require.Equal(t, 2, b.srv.Calls())
-	require.Equal(t, http.StatusTooManyRequests, b.srv.Exchanges()[0].Status)
-}
-
-// A server asking for an hour's wait is still retried within the
-// configured cap; if the cap were ignored this test would time out.
-func TestRetryAfterIsCappedByMaxDelay(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	slow := anthropictest.RateLimited()
-	slow.Header = http.Header{"Retry-After": {"3600"}}
-	b.srv.Enqueue(slow)
-	ev, err := b.agent.Evaluate(t.Context(), "task")
-	require.NoError(t, err)
-	require.True(t, ev.Accepted)
-	require.Equal(t, 2, b.srv.Calls())
-}
-
 func TestOverloadedGivesUpAfterBoundedAttempts(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil) // MaxRetries 2: three attempts
@@ -158,100 +158,6 @@ func TestOverloadedThenSucceeds(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ev.Accepted)
 	require.Equal(t, 3, b.srv.Calls())
-}
-
-func TestPersistentServerErrorIsBoundedAndCounted(t *testing.T) {
-	t.Parallel()
-	for _, retries := range []int{0, 1, 4} {
-		b := setup(t, func(c *anthropic.Config) { c.MaxRetries = retries })
-		for range 10 {
-			b.srv.Enqueue(anthropictest.ServerError())
-		}
-		_, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-		want := map[int]string{
-			0: "anthropic: server error (500) after 1 attempt",
-			1: "anthropic: server error (500) after 2 attempts",
-			4: "anthropic: server error (500) after 5 attempts",
-		}[retries]
-		ae := requireAgentError(t, err, want)
-		require.Equal(t, retries+1, ae.Attempts)
-		require.Equal(t, retries+1, b.srv.Calls())
-	}
-}
-
-func TestTruncatedBodyIsRetried(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.Enqueue(anthropictest.Truncated())
-	b.srv.WorkReply("whole", 5, 6)
-	res, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	require.NoError(t, err)
-	require.Equal(t, "whole", res.Text)
-	require.Equal(t, 2, b.srv.Calls())
-
-	b.srv.Enqueue(anthropictest.Truncated(), anthropictest.Truncated(), anthropictest.Truncated())
-	_, err = b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	requireAgentError(t, err, "anthropic: response cut off after 3 attempts")
-	require.Equal(t, 5, b.srv.Calls())
-}
-
-func TestHungAttemptTimesOutAndIsRetried(t *testing.T) {
-	t.Parallel()
-	b := setup(t, func(c *anthropic.Config) { c.Timeout = 100 * time.Millisecond })
-	b.srv.Enqueue(anthropictest.Hang())
-	ev, err := b.agent.Evaluate(t.Context(), "task")
-	require.NoError(t, err)
-	require.True(t, ev.Accepted)
-	require.Equal(t, 2, b.srv.Calls())
-
-	b.srv.Enqueue(anthropictest.Hang(), anthropictest.Hang(), anthropictest.Hang())
-	_, err = b.agent.Evaluate(t.Context(), "task")
-	requireAgentError(t, err, "anthropic: no answer within 100ms after 3 attempts")
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-}
-
-func TestMalformedEvaluationIsAnErrorNeverAnAcceptance(t *testing.T) {
-	t.Parallel()
-	model := anthropic.DefaultEvalModel
-	twoCalls := anthropictest.Reply{Body: anthropictest.Message(model, []any{
-		anthropictest.ToolUseBlock("toolu_1", "decide", []byte(`{"accepted":true,"reason":"a"}`)),
-		anthropictest.ToolUseBlock("toolu_2", "decide", []byte(`{"accepted":false,"reason":"b"}`)),
-	}, "tool_use", 10, 10)}
-	otherTool := anthropictest.Reply{Body: anthropictest.Message(model, []any{
-		anthropictest.ToolUseBlock("toolu_1", "approve", []byte(`{"accepted":true,"reason":"a"}`)),
-	}, "tool_use", 10, 10)}
-	noUsage := anthropictest.Reply{Body: `{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"tool_use","id":"t","name":"decide","input":{"accepted":true,"reason":"ok"}}],"stop_reason":"tool_use"}`}
-	cases := []struct {
-		name  string
-		reply anthropictest.Reply
-		msg   string
-	}{
-		{"no tool call", anthropictest.TextOnly(model, "Sure, I accept!", 10, 5), `anthropic: evaluation without a decide tool call (stop_reason "end_turn")`},
-		{"accepted as a string", anthropictest.DecisionInput(model, `{"accepted":"true","reason":"ok"}`), "anthropic: malformed evaluation: accepted is not a boolean"},
-		{"accepted as null", anthropictest.DecisionInput(model, `{"accepted":null,"reason":"ok"}`), "anthropic: malformed evaluation: accepted is not a boolean"},
-		{"reason as a number", anthropictest.DecisionInput(model, `{"accepted":true,"reason":42}`), "anthropic: malformed evaluation: reason is not a string"},
-		{"missing reason", anthropictest.DecisionInput(model, `{"accepted":true}`), "anthropic: malformed evaluation: want exactly the fields accepted and reason, got accepted"},
-		{"missing accepted", anthropictest.DecisionInput(model, `{"reason":"ok"}`), "anthropic: malformed evaluation: want exactly the fields accepted and reason, got reason"},
-		{"extra field", anthropictest.DecisionInput(model, `{"accepted":true,"reason":"ok","confidence":0.9}`), "anthropic: malformed evaluation: want exactly the fields accepted and reason, got accepted, confidence, reason"},
-		{"wrong case", anthropictest.DecisionInput(model, `{"Accepted":true,"reason":"ok"}`), "anthropic: malformed evaluation: want exactly the fields accepted and reason, got Accepted, reason"},
-		{"empty reason", anthropictest.DecisionInput(model, `{"accepted":true,"reason":"   "}`), "anthropic: malformed evaluation: reason is empty"},
-		{"not an object", anthropictest.DecisionInput(model, `[true,"ok"]`), "anthropic: malformed evaluation: not a JSON object"},
-		{"two tool calls", twoCalls, "anthropic: evaluation with 2 tool calls, want one"},
-		{"another tool", otherTool, `anthropic: evaluation called tool "approve", want "decide"`},
-		{"no usage", noUsage, "anthropic: response without token usage"},
-		{"not JSON at all", anthropictest.Reply{Body: `<html>502 Bad Gateway</html>`}, "anthropic: malformed response"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, nil)
-			b.srv.Enqueue(c.reply)
-			ev, err := b.agent.Evaluate(t.Context(), "task")
-			requireAgentError(t, err, c.msg)
-			require.False(t, ev.Accepted)
-			require.Equal(t, 1, b.srv.Calls(), "a malformed answer is not retried")
-		})
-	}
 }
 
 func TestInvalidKeyIsNotRetriedAndNotLeaked(t *testing.T) {
@@ -291,31 +197,6 @@ func TestEmptyWorkAnswerIsAnError(t *testing.T) {
 	b.srv.Enqueue(anthropictest.Reply{Body: anthropictest.Message(anthropic.DefaultWorkModel, []any{}, "refusal", 10, 0)})
 	_, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
 	requireAgentError(t, err, "anthropic: the model refused the request")
-}
-
-func TestCallerCancellationIsNotAnAPIFailure(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.Enqueue(anthropictest.Hang())
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	_, err := b.agent.Execute(ctx, "task", timmy.ExecuteOptions{})
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	var ae *anthropic.Error
-	require.False(t, errors.As(err, &ae))
-	require.Equal(t, 1, b.srv.Calls())
-}
-
-func TestConnectionRefusedIsRetriedAndBounded(t *testing.T) {
-	t.Parallel()
-	srv := anthropictest.New(t)
-	cfg := srv.Config()
-	cfg.BaseURL = "http://127.0.0.1:1" // nothing listens on port 1
-	a, err := anthropic.New(cfg)
-	require.NoError(t, err)
-	_, err = a.Evaluate(t.Context(), "task")
-	ae := requireAgentError(t, err, "anthropic: connection failed after 3 attempts")
-	require.Zero(t, ae.StatusCode)
 }
 
 func TestConfigFromEnv(t *testing.T) {

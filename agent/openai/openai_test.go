@@ -2,17 +2,16 @@ package openai_test
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/agent/llm/llmtest"
 	"github.com/timmyhq/timmy/agent/openai"
 	"github.com/timmyhq/timmy/agent/openai/openaitest"
 	"github.com/timmyhq/timmy/internal/env"
@@ -58,15 +57,48 @@ func setup(t *testing.T, mod func(*openai.Config)) bundle {
 	return bundle{srv: srv, agent: a, logs: logs}
 }
 
+// requireAgentError checks err is the agent's caller-safe error with msg,
+// coded as a backend failure for the HTTP layer and the job.
 func requireAgentError(t *testing.T, err error, msg string) *openai.Error {
 	t.Helper()
-	require.Error(t, err)
-	require.Equal(t, msg, err.Error())
-	require.Equal(t, timmy.EUNAVAILABLE, timmy.ErrorCode(err))
-	require.Equal(t, msg, timmy.ErrorMessage(err))
-	var oe *openai.Error
-	require.ErrorAs(t, err, &oe)
-	return oe
+	return llmtest.RequireAgentError[*openai.Error](t, err, msg)
+}
+
+// TestSharedBehaviour runs the tests every agent passes the same way
+// (retries, timeouts, the output cap, strict decisions) on this agent and
+// its fake, with chat completions' own malformed evaluations.
+func TestSharedBehaviour(t *testing.T) {
+	t.Parallel()
+	m := openaitest.DefaultModel
+	llmtest.RunAgentTests(t, llmtest.Harness[*openai.Error]{
+		Name: "openai-compatible",
+		Setup: func(t *testing.T, s llmtest.Settings) (*llmtest.Server, timmy.Agent) {
+			b := setup(t, func(c *openai.Config) {
+				c.MaxRetries, c.Timeout = s.MaxRetries, s.Timeout
+				if s.BaseURL != "" {
+					c.BaseURL = s.BaseURL
+				}
+			})
+			return b.srv.Server, b.agent
+		},
+		Attempts:    func(e *openai.Error) (int, int) { return e.StatusCode, e.Attempts },
+		RateLimited: openaitest.RateLimited,
+		ServerError: openaitest.ServerError,
+		Truncated:   openaitest.Truncated,
+		Malformed: []llmtest.Case{
+			{Name: "prose", Reply: openaitest.Content(m, "Yes, I accept this request.", 10, 5), Msg: "openai-compatible: malformed evaluation: not a JSON object"},
+			{Name: "prose around json", Reply: openaitest.Content(m, `Sure! {"accepted":true,"reason":"ok"}`, 10, 5), Msg: "openai-compatible: malformed evaluation: not a JSON object"},
+			{Name: "fence of another language", Reply: openaitest.Content(m, "```python\n{\"accepted\":true,\"reason\":\"ok\"}\n```", 10, 5), Msg: "openai-compatible: malformed evaluation: not a JSON object"},
+			{Name: "accepted as a string", Reply: openaitest.Content(m, `{"accepted":"yes","reason":"ok"}`, 10, 5), Msg: "openai-compatible: malformed evaluation: accepted is not a boolean"},
+			{Name: "missing reason", Reply: openaitest.Content(m, `{"accepted":true}`, 10, 5), Msg: "openai-compatible: malformed evaluation: want exactly the fields accepted and reason, got accepted"},
+			{Name: "extra field", Reply: openaitest.Content(m, `{"accepted":true,"reason":"ok","score":1}`, 10, 5), Msg: "openai-compatible: malformed evaluation: want exactly the fields accepted and reason, got accepted, reason, score"},
+			{Name: "empty reason", Reply: openaitest.Content(m, `{"accepted":true,"reason":""}`, 10, 5), Msg: "openai-compatible: malformed evaluation: reason is empty"},
+			{Name: "empty content", Reply: openaitest.Content(m, ``, 10, 0), Msg: "openai-compatible: malformed evaluation: not a JSON object"},
+			{Name: "no choices", Reply: openaitest.Reply{Body: `{"id":"x","object":"chat.completion","created":1,"model":"llama3.2","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":0,"total_tokens":1}}`}, Msg: "openai-compatible: response without choices"},
+			{Name: "refusal", Reply: openaitest.Reply{Body: `{"id":"x","object":"chat.completion","created":1,"model":"llama3.2","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}`}, Msg: "openai-compatible: the model refused the request"},
+			{Name: "not JSON at all", Reply: openaitest.Reply{Body: `<html>502 Bad Gateway</html>`}, Msg: "openai-compatible: malformed response"},
+		},
+	})
 }
 
 func TestEvaluateAcceptsWithUsage(t *testing.T) {
@@ -127,19 +159,6 @@ func TestExecuteReturnsTextAndUsage(t *testing.T) {
 	require.Equal(t, "qwen2.5:3b", b.agent.EvalModel())
 }
 
-func TestExecuteOutputCapCanOnlyBeLowered(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.WorkReply("long", 10, 1000)
-	res, err := b.agent.Execute(t.Context(), "demo", timmy.ExecuteOptions{MaxOutputTokens: 128})
-	require.NoError(t, err)
-	require.EqualValues(t, 128, b.srv.Exchanges()[0].MaxTokens)
-	require.EqualValues(t, 128, res.Usage.OutputTokens)
-	_, err = b.agent.Execute(t.Context(), "greedy", timmy.ExecuteOptions{MaxOutputTokens: 1 << 20})
-	require.NoError(t, err)
-	require.EqualValues(t, openai.DefaultMaxOutputTokens, b.srv.Exchanges()[1].MaxTokens)
-}
-
 func TestExecuteDropsALeadingThinkBlock(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -176,16 +195,6 @@ func TestInvalidKeyIsNotRetriedAndNotLeaked(t *testing.T) {
 	require.Equal(t, 1, srv.Calls())
 }
 
-func TestRateLimitedThenSucceeds(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.Enqueue(openaitest.RateLimited())
-	res, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	require.NoError(t, err)
-	require.Equal(t, openaitest.DefaultWorkText, res.Text)
-	require.Equal(t, 2, b.srv.Calls())
-}
-
 func TestModelLoadingIsRetried(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -198,52 +207,6 @@ func TestModelLoadingIsRetried(t *testing.T) {
 	b.srv.Enqueue(openaitest.Loading(), openaitest.Loading(), openaitest.Loading())
 	_, err = b.agent.Evaluate(t.Context(), "task")
 	requireAgentError(t, err, "openai-compatible: unavailable (503) after 3 attempts")
-}
-
-func TestPersistentServerErrorIsBoundedAndCounted(t *testing.T) {
-	t.Parallel()
-	for _, retries := range []int{0, 3} {
-		b := setup(t, func(c *openai.Config) { c.MaxRetries = retries })
-		for range 10 {
-			b.srv.Enqueue(openaitest.ServerError())
-		}
-		_, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-		want := map[int]string{
-			0: "openai-compatible: server error (500) after 1 attempt",
-			3: "openai-compatible: server error (500) after 4 attempts",
-		}[retries]
-		oe := requireAgentError(t, err, want)
-		require.Equal(t, retries+1, oe.Attempts)
-		require.Equal(t, http.StatusInternalServerError, oe.StatusCode)
-		require.Equal(t, retries+1, b.srv.Calls())
-	}
-}
-
-func TestTruncatedBodyIsRetried(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	b.srv.Enqueue(openaitest.Truncated())
-	res, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	require.NoError(t, err)
-	require.Equal(t, openaitest.DefaultWorkText, res.Text)
-	require.Equal(t, 2, b.srv.Calls())
-
-	b.srv.Enqueue(openaitest.Truncated(), openaitest.Truncated(), openaitest.Truncated())
-	_, err = b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	requireAgentError(t, err, "openai-compatible: response cut off after 3 attempts")
-}
-
-func TestHungAttemptTimesOutAndIsBounded(t *testing.T) {
-	t.Parallel()
-	b := setup(t, func(c *openai.Config) {
-		c.Timeout = 100 * time.Millisecond
-		c.MaxRetries = 1
-	})
-	b.srv.Enqueue(openaitest.Hang(), openaitest.Hang())
-	_, err := b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
-	requireAgentError(t, err, "openai-compatible: no answer within 100ms after 2 attempts")
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, 2, b.srv.Calls())
 }
 
 func TestClientErrorsCarryTheServersMessage(t *testing.T) {
@@ -264,39 +227,6 @@ func TestClientErrorsCarryTheServersMessage(t *testing.T) {
 	_, err = b.agent.Execute(t.Context(), "task", timmy.ExecuteOptions{})
 	requireAgentError(t, err, "openai-compatible: quota exceeded (429)")
 	require.Equal(t, 3, b.srv.Calls())
-}
-
-func TestMalformedEvaluationIsAnErrorNeverAnAcceptance(t *testing.T) {
-	t.Parallel()
-	m := openaitest.DefaultModel
-	cases := []struct {
-		name  string
-		reply openaitest.Reply
-		msg   string
-	}{
-		{"prose", openaitest.Content(m, "Yes, I accept this request.", 10, 5), "openai-compatible: malformed evaluation: not a JSON object"},
-		{"prose around json", openaitest.Content(m, `Sure! {"accepted":true,"reason":"ok"}`, 10, 5), "openai-compatible: malformed evaluation: not a JSON object"},
-		{"fence of another language", openaitest.Content(m, "```python\n{\"accepted\":true,\"reason\":\"ok\"}\n```", 10, 5), "openai-compatible: malformed evaluation: not a JSON object"},
-		{"accepted as a string", openaitest.Content(m, `{"accepted":"yes","reason":"ok"}`, 10, 5), "openai-compatible: malformed evaluation: accepted is not a boolean"},
-		{"missing reason", openaitest.Content(m, `{"accepted":true}`, 10, 5), "openai-compatible: malformed evaluation: want exactly the fields accepted and reason, got accepted"},
-		{"extra field", openaitest.Content(m, `{"accepted":true,"reason":"ok","score":1}`, 10, 5), "openai-compatible: malformed evaluation: want exactly the fields accepted and reason, got accepted, reason, score"},
-		{"empty reason", openaitest.Content(m, `{"accepted":true,"reason":""}`, 10, 5), "openai-compatible: malformed evaluation: reason is empty"},
-		{"empty content", openaitest.Content(m, ``, 10, 0), "openai-compatible: malformed evaluation: not a JSON object"},
-		{"no choices", openaitest.Reply{Body: `{"id":"x","object":"chat.completion","created":1,"model":"llama3.2","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":0,"total_tokens":1}}`}, "openai-compatible: response without choices"},
-		{"refusal", openaitest.Reply{Body: `{"id":"x","object":"chat.completion","created":1,"model":"llama3.2","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}`}, "openai-compatible: the model refused the request"},
-		{"not JSON at all", openaitest.Reply{Body: `<html>502 Bad Gateway</html>`}, "openai-compatible: malformed response"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, nil)
-			b.srv.Enqueue(c.reply)
-			ev, err := b.agent.Evaluate(t.Context(), "task")
-			requireAgentError(t, err, c.msg)
-			require.False(t, ev.Accepted)
-			require.Equal(t, 1, b.srv.Calls(), "a malformed answer is not retried")
-		})
-	}
 }
 
 func TestMissingUsageIsEstimatedAndLogged(t *testing.T) {

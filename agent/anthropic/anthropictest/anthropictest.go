@@ -17,40 +17,40 @@
 //	agent := srv.NewAgent(t)
 //	… run the job …
 //	require.Equal(t, srv.LastUsage(anthropictest.Work).OutputTokens, ledger.ActualOutputTokens)
+//
+// The server plumbing (scripting, recording, hanging and cut-off replies)
+// is llmtest's, shared with the OpenAI-compatible fake; this package is
+// the Messages API's wire format.
 package anthropictest
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/agent/anthropic"
+	"github.com/timmyhq/timmy/agent/llm/llmtest"
 )
 
 // APIKey is the key the fake accepts unless a test changes Server.APIKey.
 const APIKey = "sk-ant-test-0123456789"
 
-// Kind says which agent call a request was.
-type Kind string
+// Kind says which agent call a request was: an evaluation forces the
+// decide tool; work has no tools.
+type Kind = llmtest.Kind
 
-// The kinds of request: an evaluation forces the decide tool; work has no
-// tools.
+// The kinds of request.
 const (
-	Evaluate Kind = "evaluate"
-	Work     Kind = "work"
+	Evaluate = llmtest.Evaluate
+	Work     = llmtest.Work
 )
 
 // Default answers, until a test changes them.
 const (
-	DefaultReason          = "The request is a clear task that fits in one answer."
-	DefaultWorkText        = "This is the fake agent's work."
+	DefaultReason          = llmtest.DefaultReason
+	DefaultWorkText        = llmtest.DefaultWorkText
 	DefaultEvalInputTokens = 180
 	DefaultEvalOutput      = 40
 	DefaultWorkInputTokens = 120
@@ -58,79 +58,32 @@ const (
 )
 
 // Exchange is one request the fake received and what it answered.
-type Exchange struct {
-	Kind      Kind
-	Model     string
-	MaxTokens int64
-	// System is the system prompt; Request is the user message's text, as
-	// sent (the agent wraps evaluations in <request> tags).
-	System  string
-	Request string
-	// Status is the HTTP status answered; 0 for a hung or cut-off reply.
-	Status int
-	// Usage is the usage the response reported, with Model set to the
-	// requested model; zero for errors.
-	Usage timmy.Usage
-}
+type Exchange = llmtest.Exchange
 
 // Reply is a scripted one-off answer, served to the next valid request
 // instead of the default.
-type Reply struct {
-	// Status defaults to 200.
-	Status int
-	// Body is sent as is, as application/json.
-	Body string
-	// Header is added to the response.
-	Header http.Header
-	// Truncate sends the headers (with the full Content-Length) and half
-	// the body, then cuts the connection.
-	Truncate bool
-	// Hang never answers; the client's timeout ends the request.
-	Hang bool
-}
+type Reply = llmtest.Reply
 
-// Server is the fake API. Its methods are safe for concurrent use.
+// Server is the fake API: llmtest's server, which scripts and records,
+// speaking the Messages API. Its methods are safe for concurrent use.
 type Server struct {
-	// URL is the base URL to give the agent (Config.BaseURL).
-	URL string
+	*llmtest.Server
 	// APIKey is the key requests must carry in x-api-key. Set it before
 	// the first request.
 	APIKey string
-
-	srv  *httptest.Server
-	quit chan struct{}
-
-	mu        sync.Mutex
-	seq       int
-	queue     []Reply
-	decision  string // the decide tool's input JSON
-	evalIn    int64
-	evalOut   int64
-	workText  string
-	workIn    int64
-	workOut   int64
-	exchanges []Exchange
 }
 
 // New starts a fake that accepts everything, and stops it when the test
 // ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{
-		APIKey:   APIKey,
-		quit:     make(chan struct{}),
-		evalIn:   DefaultEvalInputTokens,
-		evalOut:  DefaultEvalOutput,
-		workText: DefaultWorkText,
-		workIn:   DefaultWorkInputTokens,
-		workOut:  DefaultWorkOutput,
-	}
-	s.decision = decisionJSON(true, DefaultReason)
-	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
-	s.URL = s.srv.URL
-	t.Cleanup(func() {
-		close(s.quit)
-		s.srv.Close()
+	s := &Server{APIKey: APIKey}
+	s.Server = llmtest.New(t, messagesAPI{s}, llmtest.Options{
+		RequestIDHeader:  "request-id",
+		EvalInputTokens:  DefaultEvalInputTokens,
+		EvalOutputTokens: DefaultEvalOutput,
+		WorkInputTokens:  DefaultWorkInputTokens,
+		WorkOutputTokens: DefaultWorkOutput,
 	})
 	return s
 }
@@ -159,65 +112,6 @@ func (s *Server) NewAgent(t testing.TB) *anthropic.Agent {
 		t.Fatalf("anthropictest: new agent: %v", err)
 	}
 	return a
-}
-
-// Accept makes evaluations accept, with reason.
-func (s *Server) Accept(reason string) { s.setDecision(decisionJSON(true, reason)) }
-
-// Reject makes evaluations reject, with reason.
-func (s *Server) Reject(reason string) { s.setDecision(decisionJSON(false, reason)) }
-
-func (s *Server) setDecision(input string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.decision = input
-}
-
-// EvalUsage sets the usage evaluations report.
-func (s *Server) EvalUsage(inputTokens, outputTokens int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.evalIn, s.evalOut = inputTokens, outputTokens
-}
-
-// WorkReply sets the text and usage of work answers. A request whose
-// max_tokens is below outputTokens is answered as the API would: output
-// capped at max_tokens and stop_reason "max_tokens".
-func (s *Server) WorkReply(text string, inputTokens, outputTokens int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.workText, s.workIn, s.workOut = text, inputTokens, outputTokens
-}
-
-// Enqueue scripts the next replies, served in order before the defaults
-// resume.
-func (s *Server) Enqueue(replies ...Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queue = append(s.queue, replies...)
-}
-
-// Exchanges returns every request received so far, in order.
-func (s *Server) Exchanges() []Exchange {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Exchange(nil), s.exchanges...)
-}
-
-// Calls is how many requests were received, counting rejected ones.
-func (s *Server) Calls() int { return len(s.Exchanges()) }
-
-// LastUsage is the usage of the last successful exchange of kind, or the
-// zero Usage when there was none.
-func (s *Server) LastUsage(kind Kind) timmy.Usage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.exchanges) - 1; i >= 0; i-- {
-		if ex := s.exchanges[i]; ex.Kind == kind && ex.Status == http.StatusOK {
-			return ex.Usage
-		}
-	}
-	return timmy.Usage{}
 }
 
 // Error is a reply in the API's documented error shape.
@@ -257,7 +151,7 @@ func Truncated() Reply {
 }
 
 // Hang is a request that is never answered.
-func Hang() Reply { return Reply{Hang: true} }
+func Hang() Reply { return llmtest.Hang() }
 
 // DecisionInput is a 200 evaluation whose decide tool input is the given
 // raw JSON, for testing malformed decisions.
@@ -300,10 +194,9 @@ func Message(model string, content []any, stopReason string, inputTokens, output
 	return string(body)
 }
 
-func decisionJSON(accepted bool, reason string) string {
-	b, _ := json.Marshal(map[string]any{"accepted": accepted, "reason": reason})
-	return string(b)
-}
+// messagesAPI is the Messages API's wire format, for llmtest. It reads the
+// key from the Server, so that a test may change it after New.
+type messagesAPI struct{ s *Server }
 
 // request is the part of a Messages API request the fake reads.
 type request struct {
@@ -323,14 +216,9 @@ type request struct {
 	} `json:"tool_choice"`
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.seq++
-	seq := s.seq
-	s.mu.Unlock()
-	w.Header().Set("request-id", fmt.Sprintf("req_fake_%03d", seq))
-
-	body, _ := io.ReadAll(r.Body)
+// Read checks a request in the order the API does: route, auth, then the
+// body. A request with a tool_choice is an evaluation.
+func (p messagesAPI) Read(r *http.Request, body []byte) (Exchange, *Reply) {
 	var req request
 	jsonErr := json.Unmarshal(body, &req)
 	ex := Exchange{Kind: Work}
@@ -341,64 +229,35 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		ex.MaxTokens = *req.MaxTokens
 	}
 	if req.ToolChoice != nil {
-		ex.Kind = Evaluate
+		ex.Kind, ex.Tool = Evaluate, req.ToolChoice.Name
 	}
-	ex.System = text(req.System)
+	ex.System = llmtest.Text(req.System)
 	if len(req.Messages) > 0 {
-		ex.Request = text(req.Messages[len(req.Messages)-1].Content)
+		ex.Request = llmtest.Text(req.Messages[len(req.Messages)-1].Content)
 	}
 
-	// Checks in the order the API makes them: route, auth, then the body.
-	var fail *Reply
+	var fail Reply
 	switch {
 	case r.Method != http.MethodPost || r.URL.Path != "/v1/messages":
-		e := Error(http.StatusNotFound, "not_found_error", "Not found")
-		fail = &e
-	case r.Header.Get("x-api-key") != s.APIKey:
-		e := Unauthorized()
-		fail = &e
+		fail = Error(http.StatusNotFound, "not_found_error", "Not found")
+	case r.Header.Get("x-api-key") != p.s.APIKey:
+		fail = Unauthorized()
 	case r.Header.Get("anthropic-version") == "":
-		e := Error(http.StatusBadRequest, "invalid_request_error", "anthropic-version: header is required")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "anthropic-version: header is required")
 	case jsonErr != nil:
-		e := Error(http.StatusBadRequest, "invalid_request_error", "request body is not valid JSON")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "request body is not valid JSON")
 	case req.Model == nil || *req.Model == "":
-		e := Error(http.StatusBadRequest, "invalid_request_error", "model: Field required")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "model: Field required")
 	case req.MaxTokens == nil || *req.MaxTokens < 1:
-		e := Error(http.StatusBadRequest, "invalid_request_error", "max_tokens: Field required")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "max_tokens: Field required")
 	case len(req.Messages) == 0 || req.Messages[0].Role != "user":
-		e := Error(http.StatusBadRequest, "invalid_request_error", "messages: at least one message is required")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "messages: at least one message is required")
 	case req.ToolChoice != nil && req.ToolChoice.Type == "tool" && !hasTool(req, req.ToolChoice.Name):
-		e := Error(http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("tool_choice.name: tool %q not found in tools", req.ToolChoice.Name))
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("tool_choice.name: tool %q not found in tools", req.ToolChoice.Name))
+	default:
+		return ex, nil
 	}
-	if fail != nil {
-		s.serve(w, r, ex, *fail)
-		return
-	}
-
-	s.mu.Lock()
-	var reply Reply
-	if len(s.queue) > 0 {
-		reply = s.queue[0]
-		s.queue = s.queue[1:]
-	} else if ex.Kind == Evaluate {
-		reply = Reply{Body: Message(ex.Model,
-			[]any{ToolUseBlock(fmt.Sprintf("toolu_fake_%03d", seq), req.ToolChoice.Name, json.RawMessage(s.decision))},
-			"tool_use", s.evalIn, s.evalOut)}
-	} else {
-		out, stop := s.workOut, "end_turn"
-		if out > ex.MaxTokens {
-			out, stop = ex.MaxTokens, "max_tokens"
-		}
-		reply = Reply{Body: Message(ex.Model, []any{TextBlock(s.workText)}, stop, s.workIn, out)}
-	}
-	s.mu.Unlock()
-	s.serve(w, r, ex, reply)
+	return ex, &fail
 }
 
 func hasTool(req request, name string) bool {
@@ -410,50 +269,26 @@ func hasTool(req request, name string) bool {
 	return false
 }
 
-// serve writes reply and records the exchange.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, ex Exchange, reply Reply) {
-	status := reply.Status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	if !reply.Hang && !reply.Truncate {
-		ex.Status = status
-		if status == http.StatusOK {
-			ex.Usage = usageOf(reply.Body, ex.Model)
-		}
-	}
-	s.mu.Lock()
-	s.exchanges = append(s.exchanges, ex)
-	s.mu.Unlock()
-
-	if reply.Hang {
-		select {
-		case <-r.Context().Done():
-		case <-s.quit:
-		}
-		return
-	}
-	for k, vs := range reply.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if reply.Truncate {
-		w.Header().Set("Content-Length", strconv.Itoa(len(reply.Body)))
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, reply.Body[:len(reply.Body)/2])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		panic(http.ErrAbortHandler) // cuts the connection without a log line
-	}
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, reply.Body)
+// Evaluation answers with a call of the forced tool, its input the
+// decision.
+func (messagesAPI) Evaluation(ex Exchange, seq int, decision string, inputTokens, outputTokens int64) string {
+	return Message(ex.Model,
+		[]any{ToolUseBlock(fmt.Sprintf("toolu_fake_%03d", seq), ex.Tool, json.RawMessage(decision))},
+		"tool_use", inputTokens, outputTokens)
 }
 
-// usageOf reads the usage a response body reports.
-func usageOf(body, model string) timmy.Usage {
+// Work answers with a text block; capped output stops at "max_tokens".
+func (messagesAPI) Work(ex Exchange, text string, inputTokens, outputTokens int64, capped bool) string {
+	stop := "end_turn"
+	if capped {
+		stop = "max_tokens"
+	}
+	return Message(ex.Model, []any{TextBlock(text)}, stop, inputTokens, outputTokens)
+}
+
+// Usage reads usage.input_tokens and output_tokens; any JSON body counts
+// as reporting them, zero when absent, as the real API always sends them.
+func (messagesAPI) Usage(body string) (inputTokens, outputTokens int64, ok bool) {
 	var m struct {
 		Usage struct {
 			InputTokens  int64 `json:"input_tokens"`
@@ -461,30 +296,7 @@ func usageOf(body, model string) timmy.Usage {
 		} `json:"usage"`
 	}
 	if json.Unmarshal([]byte(body), &m) != nil {
-		return timmy.Usage{}
+		return 0, 0, false
 	}
-	return timmy.Usage{Model: model, InputTokens: m.Usage.InputTokens, OutputTokens: m.Usage.OutputTokens}
-}
-
-// text flattens a content field, which is either a string or a list of
-// blocks, to its text.
-func text(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var blocks []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if json.Unmarshal(raw, &blocks) != nil {
-		return ""
-	}
-	var out string
-	for _, b := range blocks {
-		if b.Type == "text" {
-			out += b.Text
-		}
-	}
-	return out
+	return m.Usage.InputTokens, m.Usage.OutputTokens, true
 }

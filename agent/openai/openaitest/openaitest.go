@@ -18,123 +18,80 @@
 //	agent := srv.NewAgent(t)
 //	… run the job …
 //	require.Equal(t, srv.LastUsage(openaitest.Work).OutputTokens, ledger.ActualOutputTokens)
+//
+// The server plumbing (scripting, recording, hanging and cut-off replies)
+// is llmtest's, shared with the Anthropic fake; this package is the chat
+// completions wire format.
 package openaitest
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/agent/llm/llmtest"
 	"github.com/timmyhq/timmy/agent/openai"
 )
 
-// Kind says which agent call a request was.
-type Kind string
+// Kind says which agent call a request was: an evaluation asks for a JSON
+// object; work does not.
+type Kind = llmtest.Kind
 
-// The kinds of request: an evaluation asks for a JSON object; work does
-// not.
+// The kinds of request.
 const (
-	Evaluate Kind = "evaluate"
-	Work     Kind = "work"
+	Evaluate = llmtest.Evaluate
+	Work     = llmtest.Work
 )
 
 // Defaults, until a test changes them.
 const (
 	DefaultModel           = "llama3.2"
-	DefaultReason          = "The request is a clear task that fits in one answer."
-	DefaultWorkText        = "This is the fake agent's work."
+	DefaultReason          = llmtest.DefaultReason
+	DefaultWorkText        = llmtest.DefaultWorkText
 	DefaultEvalInputTokens = 160
 	DefaultEvalOutput      = 25
 	DefaultWorkInputTokens = 110
 	DefaultWorkOutput      = 300
 )
 
-// Exchange is one request the fake received and what it answered.
-type Exchange struct {
-	Kind      Kind
-	Model     string
-	MaxTokens int64 // max_tokens, or max_completion_tokens; 0 when absent
-	// System is the system message; Request is the last user message, as
-	// sent (the agent wraps evaluations in <request> tags).
-	System  string
-	Request string
-	// Authorization is the header as received.
-	Authorization string
-	// Status is the HTTP status answered; 0 for a hung or cut-off reply.
-	Status int
-	// Usage is the usage the response reported, with Model set to the
-	// requested model; zero for errors and for replies without usage.
-	Usage timmy.Usage
-}
+// Exchange is one request the fake received and what it answered; its
+// Authorization is the bearer header as received.
+type Exchange = llmtest.Exchange
 
 // Reply is a scripted one-off answer, served to the next valid request
 // instead of the default.
-type Reply struct {
-	// Status defaults to 200.
-	Status int
-	// Body is sent as is, as application/json.
-	Body string
-	// Header is added to the response.
-	Header http.Header
-	// Truncate sends the headers (with the full Content-Length) and half
-	// the body, then cuts the connection.
-	Truncate bool
-	// Hang never answers; the client's timeout ends the request.
-	Hang bool
-}
+type Reply = llmtest.Reply
 
-// Server is the fake. Its methods are safe for concurrent use.
+// Server is the fake: llmtest's server, which scripts and records,
+// speaking chat completions. Its methods are safe for concurrent use.
 type Server struct {
-	// URL is the base URL to give the agent (Config.BaseURL); it ends in
-	// /v1, like Ollama's http://localhost:11434/v1.
-	URL string
+	// Server scripts and records. Its URL, the base URL to give the agent
+	// (Config.BaseURL), ends in /v1, like Ollama's http://localhost:11434/v1.
+	*llmtest.Server
 	// APIKey, when set, is the bearer token every request must carry; the
 	// default "" accepts requests without one, as local servers do.
 	APIKey string
 
-	srv  *httptest.Server
-	quit chan struct{}
-
-	mu        sync.Mutex
-	seq       int
-	queue     []Reply
-	decision  string
-	evalIn    int64
-	evalOut   int64
-	workText  string
-	workIn    int64
-	workOut   int64
-	omitUsage bool
-	exchanges []Exchange
+	omitUsage atomic.Bool
 }
 
 // New starts a fake that accepts everything, and stops it when the test
 // ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{
-		quit:     make(chan struct{}),
-		evalIn:   DefaultEvalInputTokens,
-		evalOut:  DefaultEvalOutput,
-		workText: DefaultWorkText,
-		workIn:   DefaultWorkInputTokens,
-		workOut:  DefaultWorkOutput,
-	}
-	s.decision = DecisionJSON(true, DefaultReason)
-	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
-	s.URL = s.srv.URL + "/v1"
-	t.Cleanup(func() {
-		close(s.quit)
-		s.srv.Close()
+	s := &Server{}
+	s.Server = llmtest.New(t, chatAPI{s}, llmtest.Options{
+		Path:             "/v1",
+		RequestIDHeader:  "x-request-id",
+		EvalInputTokens:  DefaultEvalInputTokens,
+		EvalOutputTokens: DefaultEvalOutput,
+		WorkInputTokens:  DefaultWorkInputTokens,
+		WorkOutputTokens: DefaultWorkOutput,
 	})
 	return s
 }
@@ -166,72 +123,9 @@ func (s *Server) NewAgent(t testing.TB) *openai.Agent {
 	return a
 }
 
-// Accept makes evaluations accept, with reason.
-func (s *Server) Accept(reason string) { s.setDecision(DecisionJSON(true, reason)) }
-
-// Reject makes evaluations reject, with reason.
-func (s *Server) Reject(reason string) { s.setDecision(DecisionJSON(false, reason)) }
-
-func (s *Server) setDecision(content string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.decision = content
-}
-
-// EvalUsage sets the usage evaluations report.
-func (s *Server) EvalUsage(promptTokens, completionTokens int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.evalIn, s.evalOut = promptTokens, completionTokens
-}
-
-// WorkReply sets the text and usage of work answers. A request whose
-// max_tokens is below completionTokens is answered as a server would:
-// completion capped and finish_reason "length".
-func (s *Server) WorkReply(text string, promptTokens, completionTokens int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.workText, s.workIn, s.workOut = text, promptTokens, completionTokens
-}
-
 // OmitUsage makes default answers leave out the usage object, as some
 // proxies do.
-func (s *Server) OmitUsage(omit bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.omitUsage = omit
-}
-
-// Enqueue scripts the next replies, served in order before the defaults
-// resume.
-func (s *Server) Enqueue(replies ...Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queue = append(s.queue, replies...)
-}
-
-// Exchanges returns every request received so far, in order.
-func (s *Server) Exchanges() []Exchange {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Exchange(nil), s.exchanges...)
-}
-
-// Calls is how many requests were received, counting rejected ones.
-func (s *Server) Calls() int { return len(s.Exchanges()) }
-
-// LastUsage is the usage of the last successful exchange of kind, or the
-// zero Usage when there was none.
-func (s *Server) LastUsage(kind Kind) timmy.Usage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.exchanges) - 1; i >= 0; i-- {
-		if ex := s.exchanges[i]; ex.Kind == kind && ex.Status == http.StatusOK {
-			return ex.Usage
-		}
-	}
-	return timmy.Usage{}
-}
+func (s *Server) OmitUsage(omit bool) { s.omitUsage.Store(omit) }
 
 // Error is a reply in OpenAI's documented error shape. An empty code is
 // sent as null.
@@ -270,7 +164,7 @@ func Truncated() Reply {
 }
 
 // Hang is a request that is never answered.
-func Hang() Reply { return Reply{Hang: true} }
+func Hang() Reply { return llmtest.Hang() }
 
 // Content is a 200 whose message content is the given text, with usage,
 // for scripting malformed or fenced evaluations.
@@ -280,8 +174,7 @@ func Content(model, content string, promptTokens, completionTokens int64) Reply 
 
 // DecisionJSON renders an evaluation answer.
 func DecisionJSON(accepted bool, reason string) string {
-	b, _ := json.Marshal(map[string]any{"accepted": accepted, "reason": reason})
-	return string(b)
+	return llmtest.DecisionJSON(accepted, reason)
 }
 
 // Completion renders a chat.completion response; withUsage false leaves
@@ -311,6 +204,11 @@ func Completion(model, content, finishReason string, promptTokens, completionTok
 	return string(body)
 }
 
+// chatAPI is the chat completions wire format, for llmtest. It reads the
+// key and the usage switch from the Server, so a test may change them
+// after New.
+type chatAPI struct{ s *Server }
+
 // request is the part of a chat completion request the fake reads.
 type request struct {
 	Model               *string `json:"model"`
@@ -325,17 +223,12 @@ type request struct {
 	} `json:"response_format"`
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.seq++
-	seq := s.seq
-	s.mu.Unlock()
-	w.Header().Set("x-request-id", fmt.Sprintf("req_fake_%03d", seq))
-
-	body, _ := io.ReadAll(r.Body)
+// Read checks a request the way the servers do: route, bearer key when one
+// is set, then the body. A request for a JSON object is an evaluation.
+func (p chatAPI) Read(r *http.Request, body []byte) (Exchange, *Reply) {
 	var req request
 	jsonErr := json.Unmarshal(body, &req)
-	ex := Exchange{Kind: Work, Authorization: r.Header.Get("Authorization")}
+	ex := Exchange{Kind: Work}
 	if req.Model != nil {
 		ex.Model = *req.Model
 	}
@@ -351,52 +244,29 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	for _, m := range req.Messages {
 		switch m.Role {
 		case "system", "developer":
-			ex.System = text(m.Content)
+			ex.System = llmtest.Text(m.Content)
 		case "user":
-			ex.Request = text(m.Content)
+			ex.Request = llmtest.Text(m.Content)
 		}
 	}
 
-	var fail *Reply
+	auth := r.Header.Get("Authorization")
+	var fail Reply
 	switch {
 	case r.Method != http.MethodPost || r.URL.Path != "/v1/chat/completions":
-		e := Error(http.StatusNotFound, "invalid_request_error", "unknown_url", fmt.Sprintf("Unknown request URL: %s %s", r.Method, r.URL.Path))
-		fail = &e
-	case s.APIKey != "" && ex.Authorization != "Bearer "+s.APIKey:
-		e := Error(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: "+mask(strings.TrimPrefix(ex.Authorization, "Bearer ")))
-		fail = &e
+		fail = Error(http.StatusNotFound, "invalid_request_error", "unknown_url", fmt.Sprintf("Unknown request URL: %s %s", r.Method, r.URL.Path))
+	case p.s.APIKey != "" && auth != "Bearer "+p.s.APIKey:
+		fail = Error(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: "+mask(strings.TrimPrefix(auth, "Bearer ")))
 	case jsonErr != nil:
-		e := Error(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
 	case req.Model == nil || *req.Model == "":
-		e := Error(http.StatusBadRequest, "invalid_request_error", "", "you must provide a model parameter")
-		fail = &e
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "", "you must provide a model parameter")
 	case len(req.Messages) == 0:
-		e := Error(http.StatusBadRequest, "invalid_request_error", "", "[] is too short - 'messages'")
-		fail = &e
-	}
-	if fail != nil {
-		s.serve(w, r, ex, *fail)
-		return
-	}
-
-	s.mu.Lock()
-	var reply Reply
-	switch {
-	case len(s.queue) > 0:
-		reply = s.queue[0]
-		s.queue = s.queue[1:]
-	case ex.Kind == Evaluate:
-		reply = Reply{Body: Completion(ex.Model, s.decision, "stop", s.evalIn, s.evalOut, !s.omitUsage)}
+		fail = Error(http.StatusBadRequest, "invalid_request_error", "", "[] is too short - 'messages'")
 	default:
-		out, finish := s.workOut, "stop"
-		if ex.MaxTokens > 0 && out > ex.MaxTokens {
-			out, finish = ex.MaxTokens, "length"
-		}
-		reply = Reply{Body: Completion(ex.Model, s.workText, finish, s.workIn, out, !s.omitUsage)}
+		return ex, nil
 	}
-	s.mu.Unlock()
-	s.serve(w, r, ex, reply)
+	return ex, &fail
 }
 
 // mask shows a key the way OpenAI's 401 does: its ends only.
@@ -407,50 +277,23 @@ func mask(key string) string {
 	return key[:3] + "***" + key[len(key)-4:]
 }
 
-// serve writes reply and records the exchange.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, ex Exchange, reply Reply) {
-	status := reply.Status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	if !reply.Hang && !reply.Truncate {
-		ex.Status = status
-		if status == http.StatusOK {
-			ex.Usage = usageOf(reply.Body, ex.Model)
-		}
-	}
-	s.mu.Lock()
-	s.exchanges = append(s.exchanges, ex)
-	s.mu.Unlock()
-
-	if reply.Hang {
-		select {
-		case <-r.Context().Done():
-		case <-s.quit:
-		}
-		return
-	}
-	for k, vs := range reply.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if reply.Truncate {
-		w.Header().Set("Content-Length", strconv.Itoa(len(reply.Body)))
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, reply.Body[:len(reply.Body)/2])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		panic(http.ErrAbortHandler) // cuts the connection without a log line
-	}
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, reply.Body)
+// Evaluation answers with the decision as the message content.
+func (p chatAPI) Evaluation(ex Exchange, _ int, decision string, promptTokens, completionTokens int64) string {
+	return Completion(ex.Model, decision, "stop", promptTokens, completionTokens, !p.s.omitUsage.Load())
 }
 
-// usageOf reads the usage a response body reports.
-func usageOf(body, model string) timmy.Usage {
+// Work answers with the text; capped output finishes with "length".
+func (p chatAPI) Work(ex Exchange, text string, promptTokens, completionTokens int64, capped bool) string {
+	finish := "stop"
+	if capped {
+		finish = "length"
+	}
+	return Completion(ex.Model, text, finish, promptTokens, completionTokens, !p.s.omitUsage.Load())
+}
+
+// Usage reads usage.prompt_tokens and completion_tokens, when the body
+// has a usage object.
+func (chatAPI) Usage(body string) (promptTokens, completionTokens int64, ok bool) {
 	var m struct {
 		Usage *struct {
 			PromptTokens     int64 `json:"prompt_tokens"`
@@ -458,30 +301,7 @@ func usageOf(body, model string) timmy.Usage {
 		} `json:"usage"`
 	}
 	if json.Unmarshal([]byte(body), &m) != nil || m.Usage == nil {
-		return timmy.Usage{}
+		return 0, 0, false
 	}
-	return timmy.Usage{Model: model, InputTokens: m.Usage.PromptTokens, OutputTokens: m.Usage.CompletionTokens}
-}
-
-// text flattens a message content, which is either a string or a list of
-// parts, to its text.
-func text(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if json.Unmarshal(raw, &parts) != nil {
-		return ""
-	}
-	var out string
-	for _, p := range parts {
-		if p.Type == "text" {
-			out += p.Text
-		}
-	}
-	return out
+	return m.Usage.PromptTokens, m.Usage.CompletionTokens, true
 }

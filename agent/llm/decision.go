@@ -1,4 +1,4 @@
-package anthropic
+package llm
 
 import (
 	"encoding/json"
@@ -8,11 +8,13 @@ import (
 	"strings"
 )
 
-// parseDecision reads the decide tool's input strictly: a JSON object with
-// exactly the keys "accepted" (a boolean) and "reason" (a non-empty string).
-// Anything else is an error, so that a garbled answer can never be taken
-// for an acceptance.
-func parseDecision(raw []byte) (accepted bool, reason string, err error) {
+// ParseDecision reads an evaluation's answer strictly: a JSON object with
+// exactly the keys "accepted" (a boolean) and "reason" (a non-empty string),
+// whether a provider carries it as a tool call's input (Anthropic) or as
+// the message content (OpenAI-compatible). Anything else is an error, so
+// that a garbled answer can never be taken for an acceptance. The errors
+// name no provider: the caller wraps them as a malformed evaluation.
+func ParseDecision(raw []byte) (accepted bool, reason string, err error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
 		return false, "", errors.New("not a JSON object")

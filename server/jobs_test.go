@@ -19,7 +19,7 @@ import (
 	"github.com/timmyhq/timmy/store/storetest"
 )
 
-func mustUUID(t *testing.T, s string) uuid.UUID {
+func mustUUID(t testing.TB, s string) uuid.UUID {
 	t.Helper()
 	id, err := uuid.Parse(s)
 	require.NoError(t, err)

@@ -68,7 +68,7 @@ func (a *countingAgent) Execute(ctx context.Context, req string, o timmy.Execute
 	return a.Agent.Execute(ctx, req, o)
 }
 
-func setup(t *testing.T, o options) *instance {
+func setup(t testing.TB, o options) *instance {
 	t.Helper()
 	in := &instance{engine: o.engine}
 	if o.shareWith != nil {
@@ -142,7 +142,7 @@ func (in *instance) waitState(t *testing.T, id string, want timmy.JobState) *tim
 	return job
 }
 
-func (in *instance) createJob(t *testing.T, request string) *api.CreatedJob {
+func (in *instance) createJob(t testing.TB, request string) *api.CreatedJob {
 	t.Helper()
 	resp, err := in.client.CreateJobWithResponse(context.Background(), api.CreateJobJSONRequestBody{Request: request})
 	require.NoError(t, err)
@@ -150,14 +150,14 @@ func (in *instance) createJob(t *testing.T, request string) *api.CreatedJob {
 	return resp.JSON201
 }
 
-func (in *instance) pay(t *testing.T, hash string) {
+func (in *instance) pay(t testing.TB, hash string) {
 	t.Helper()
 	resp, err := in.client.DevPayInvoiceWithResponse(context.Background(), hash)
 	require.NoError(t, err)
 	require.Equal(t, 200, resp.StatusCode(), string(resp.Body))
 }
 
-func (in *instance) getJob(t *testing.T, id string) *api.Job {
+func (in *instance) getJob(t testing.TB, id string) *api.Job {
 	t.Helper()
 	resp, err := in.client.GetJobWithResponse(context.Background(), mustUUID(t, id))
 	require.NoError(t, err)

@@ -207,11 +207,18 @@ func (s *Service) resolve(ctx context.Context, inv *timmy.Invoice) error {
 		if !job.State.Final() && inv.Status == timmy.InvoiceOpen {
 			return nil
 		}
-		if inv.Hold && inv.Status == timmy.InvoiceOpen {
+		if inv.Hold && (inv.Status == timmy.InvoiceOpen || inv.Status == timmy.InvoiceExpired) {
+			// Cancel at the node too, rather than trust it to expire the
+			// invoice itself: a held payment must never land on a job
+			// that has moved on.
 			if err := s.cancelHold(ctx, inv); err != nil {
 				return err
 			}
-			_, err := s.store.ResolveInvoice(ctx, inv.PaymentHash, timmy.InvoiceCancelled)
+			final := timmy.InvoiceCancelled
+			if inv.Status == timmy.InvoiceExpired {
+				final = timmy.InvoiceExpired
+			}
+			_, err := s.store.ResolveInvoice(ctx, inv.PaymentHash, final)
 			return err
 		}
 		if s.watchingForLatePayment(inv) {

@@ -19,6 +19,13 @@ import (
 	"github.com/timmyhq/timmy/store/storetest"
 )
 
+func mustHash(t testing.TB, s string) timmy.PaymentHash {
+	t.Helper()
+	h, err := timmy.ParsePaymentHash(s)
+	require.NoError(t, err)
+	return h
+}
+
 func mustUUID(t testing.TB, s string) uuid.UUID {
 	t.Helper()
 	id, err := uuid.Parse(s)
@@ -111,7 +118,13 @@ func TestExpiredJob(t *testing.T) {
 	require.Equal(t, api.JobStateExpired, job.State)
 	require.Contains(t, *job.ErrorMessage, "expired")
 
-	// The expired invoice cannot be paid any more.
+	// The hold invoice is cancelled at the node, and cannot be paid any more.
+	require.Eventually(t, func() bool {
+		inv, err := in.stub.LookupInvoice(context.Background(), mustHash(t, created.EvalInvoice.PaymentHash))
+		require.NoError(t, err)
+		return inv == timmy.InvoiceCancelled
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, api.InvoiceStatusExpired, *in.getJob(t, created.JobId.String()).EvalInvoice.Status)
 	resp, err := in.client.DevPayInvoiceWithResponse(context.Background(), created.EvalInvoice.PaymentHash)
 	require.NoError(t, err)
 	require.Equal(t, 409, resp.StatusCode())

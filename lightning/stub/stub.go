@@ -193,11 +193,11 @@ func (l *Lightning) Pay(ctx context.Context, hash timmy.PaymentHash) (timmy.Invo
 	if err != nil {
 		return "", err
 	}
+	if !l.now().Before(inv.ExpiresAt) && !inv.Status.Paid() {
+		return "", timmy.Errorf(timmy.ECONFLICT, "invoice expired at %s", inv.ExpiresAt.Format(time.RFC3339))
+	}
 	if inv.Status != timmy.InvoiceOpen {
 		return "", timmy.Errorf(timmy.ECONFLICT, "invoice is already %s", inv.Status)
-	}
-	if !l.now().Before(inv.ExpiresAt) {
-		return "", timmy.Errorf(timmy.ECONFLICT, "invoice expired at %s", inv.ExpiresAt.Format(time.RFC3339))
 	}
 	to := timmy.InvoiceSettled
 	if inv.Hold {

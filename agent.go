@@ -19,6 +19,9 @@ type Usage struct {
 	Model        string
 	InputTokens  int64
 	OutputTokens int64
+	// Estimated is true when the backend reported no usage and the counts
+	// were estimated from the text, so ledgers can say so.
+	Estimated bool
 }
 
 // Evaluation is the agent's decision on a request.

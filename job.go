@@ -96,6 +96,9 @@ type CostLedger struct {
 	ActualCostUSD      float64
 	ChargedSats        Sats
 	BTCPriceUSD        float64
+	// TokensEstimated is true when the backend did not report usage and
+	// the token counts are estimates.
+	TokensEstimated bool
 }
 
 // TotalTokens is input plus output tokens.

@@ -163,6 +163,7 @@ func (s *Service) execute(ctx context.Context, job *timmy.Job) {
 		ActualInputTokens:  res.Usage.InputTokens,
 		ActualOutputTokens: res.Usage.OutputTokens,
 		ActualCostUSD:      s.pricer.ActualCostUSD(res.Usage),
+		TokensEstimated:    res.Usage.Estimated,
 	}
 	if job.WorkInvoice != nil {
 		ledger.ChargedSats = job.WorkInvoice.AmountSats

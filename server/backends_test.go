@@ -73,6 +73,7 @@ func TestFullFlowWithOpenAICompatible(t *testing.T) {
 	require.Equal(t, int64(77), job.CostLedger.ActualInputTokens)
 	require.Equal(t, int64(133), job.CostLedger.ActualOutputTokens)
 	require.Equal(t, int64(210), job.CostLedger.TotalTokens)
+	require.False(t, *job.CostLedger.TokensEstimated, "the server reported usage")
 }
 
 func TestAgentErrorReachesJobAndReturnsPayment(t *testing.T) {
@@ -301,4 +302,18 @@ func TestLightningFailureIsAClear502(t *testing.T) {
 	counts, err := in.db.CountJobsByState(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, counts, "no job without an invoice")
+}
+
+// TestLedgerSaysWhenTokensAreEstimated: a server that sends no usage still
+// gets its work delivered, and the ledger says its counts are estimates.
+func TestLedgerSaysWhenTokensAreEstimated(t *testing.T) {
+	t.Parallel()
+	fake := openaitest.New(t)
+	fake.Accept("ok")
+	fake.WorkReply("twelve bytes", 1, 1)
+	fake.OmitUsage(true)
+	in := setup(t, options{engine: "sqlite", agent: fake.NewAgent(t)})
+	job := runPaidJob(t, in, "a server without usage", func(h string) { in.pay(t, h) })
+	require.True(t, *job.CostLedger.TokensEstimated)
+	require.Equal(t, int64(3), job.CostLedger.ActualOutputTokens, "twelve bytes at four bytes a token")
 }

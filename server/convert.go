@@ -53,6 +53,7 @@ func toAPIJob(j *timmy.Job) api.Job {
 			ActualCostUsd:      l.ActualCostUSD,
 			ChargedSats:        int64(l.ChargedSats),
 			BtcPriceUsd:        l.BTCPriceUSD,
+			TokensEstimated:    ptr(l.TokensEstimated),
 		}
 	}
 	if r := j.Refund; r != nil {

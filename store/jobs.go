@@ -18,7 +18,7 @@ const jobColumns = `id, request, state, eval_model, reason, result, error_messag
 	quote_model, quote_input_tokens, quote_output_tokens, quote_cost_usd, quote_infra_usd,
 	quote_margin_pct, quote_btc_price_usd, quote_btc_price_source, quote_amount_sats,
 	ledger_model, ledger_input_tokens, ledger_output_tokens, ledger_cost_usd,
-	ledger_charged_sats, ledger_btc_price_usd,
+	ledger_charged_sats, ledger_btc_price_usd, ledger_tokens_estimated,
 	refund_owed_sats, refund_paid_sats, refund_pending_sats, refund_state,
 	refund_payment_request, refund_payment_hash, refund_failure_reason,
 	created_at, updated_at`
@@ -38,6 +38,7 @@ func scanJob(row rowScanner) (*timmy.Job, error) {
 		lModel                                 sql.NullString
 		lIn, lOut, lCharged                    sql.NullInt64
 		lCost, lPrice                          sql.NullFloat64
+		lEstimated                             bool
 		refundOwed, refundPaid, refundPending  int64
 		refundState, refundRequest, refundHash sql.NullString
 		refundFailure                          string
@@ -45,7 +46,7 @@ func scanJob(row rowScanner) (*timmy.Job, error) {
 	)
 	err := row.Scan(&id, &j.Request, &state, &j.EvalModel, &j.Reason, &result, &j.ErrorMessage, &evaluatedAt,
 		&qModel, &qIn, &qOut, &qCost, &qInfra, &qMargin, &qPrice, &qSource, &qAmount,
-		&lModel, &lIn, &lOut, &lCost, &lCharged, &lPrice,
+		&lModel, &lIn, &lOut, &lCost, &lCharged, &lPrice, &lEstimated,
 		&refundOwed, &refundPaid, &refundPending, &refundState, &refundRequest, &refundHash, &refundFailure,
 		&createdAt, &updatedAt)
 	if err != nil {
@@ -68,6 +69,7 @@ func scanJob(row rowScanner) (*timmy.Job, error) {
 		j.Ledger = &timmy.CostLedger{
 			Model: lModel.String, ActualInputTokens: lIn.Int64, ActualOutputTokens: lOut.Int64,
 			ActualCostUSD: lCost.Float64, ChargedSats: timmy.Sats(lCharged.Int64), BTCPriceUSD: lPrice.Float64,
+			TokensEstimated: lEstimated,
 		}
 	}
 	if refundState.Valid {
@@ -185,6 +187,7 @@ func (s *DB) TransitionJob(ctx context.Context, t timmy.Transition) (bool, error
 		set("ledger_cost_usd", l.ActualCostUSD)
 		set("ledger_charged_sats", int64(l.ChargedSats))
 		set("ledger_btc_price_usd", l.BTCPriceUSD)
+		set("ledger_tokens_estimated", l.TokensEstimated)
 	}
 	args = append(args, t.JobID, string(t.From))
 	where := fmt.Sprintf("id = $%d AND state = $%d", len(args)-1, len(args))

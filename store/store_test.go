@@ -96,7 +96,7 @@ func testJobRoundTrip(t *testing.T, db *store.DB) {
 	require.True(t, won)
 	move(t, db, job.ID.String(), timmy.JobAwaitingWorkPayment, timmy.JobExecuting)
 	result := "done"
-	ledger := timmy.CostLedger{Model: "sonnet", ActualInputTokens: 7, ActualOutputTokens: 9, ActualCostUSD: 0.003, ChargedSats: 1234, BTCPriceUSD: 61000}
+	ledger := timmy.CostLedger{Model: "sonnet", ActualInputTokens: 7, ActualOutputTokens: 9, ActualCostUSD: 0.003, ChargedSats: 1234, BTCPriceUSD: 61000, TokensEstimated: true}
 	won, err = db.TransitionJob(ctx, timmy.Transition{JobID: job.ID.String(), From: timmy.JobExecuting, To: timmy.JobComplete, At: t0, Result: &result, Ledger: &ledger})
 	require.NoError(t, err)
 	require.True(t, won)

@@ -292,7 +292,7 @@ func (a *Agent) usage(resp *oai.ChatCompletion, model, prompt, content string) (
 	if a.cfg.RequireUsage {
 		return timmy.Usage{}, malformed("response without token usage")
 	}
-	est := timmy.Usage{Model: model, InputTokens: EstimateTokens(prompt), OutputTokens: EstimateTokens(content)}
+	est := timmy.Usage{Model: model, InputTokens: EstimateTokens(prompt), OutputTokens: EstimateTokens(content), Estimated: true}
 	a.log.Warn("openai-compatible server sent no usage; tokens estimated from text",
 		"model", model, "input_tokens", est.InputTokens, "output_tokens", est.OutputTokens)
 	return est, nil

@@ -69,6 +69,14 @@ type Payer interface {
 	LookupPayment(ctx context.Context, hash PaymentHash) (Payment, error)
 }
 
+// PayerStatus is implemented by backends that can pay only when configured
+// to (LNbits needs its admin key). The service asks before recording a
+// refund claim it could not pay.
+type PayerStatus interface {
+	// CanPay reports whether PayInvoice can work at all.
+	CanPay() bool
+}
+
 // PaymentState is where an outgoing payment is.
 type PaymentState string
 

@@ -6,6 +6,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/timmyhq/timmy"
@@ -45,6 +46,17 @@ func New(limiter timmy.DemoLimiter, agent timmy.Agent, validate func(string) err
 	return &Service{limiter: limiter, agent: agent, validate: validate, cfg: cfg, metrics: m, now: time.Now, name: agentName}
 }
 
+// LimitKey is what the limit is counted by: the IPv4 address, or the /64
+// an IPv6 address is in, because one IPv6 subscriber holds a whole /64 and
+// could otherwise take a fresh address for every call.
+func LimitKey(client string) string {
+	addr, err := netip.ParseAddr(client)
+	if err != nil || !addr.Is6() || addr.Is4In6() {
+		return client
+	}
+	return netip.PrefixFrom(addr, 64).Masked().String()
+}
+
 // Run counts the call against client's limit and, within it, runs the work
 // model on request.
 func (s *Service) Run(ctx context.Context, client, request string) (timmy.WorkResult, error) {
@@ -53,7 +65,7 @@ func (s *Service) Run(ctx context.Context, client, request string) (timmy.WorkRe
 	}
 	now := s.now()
 	window := now.Truncate(Window)
-	calls, err := s.limiter.HitDemo(ctx, client, window)
+	calls, err := s.limiter.HitDemo(ctx, LimitKey(client), window)
 	if err != nil {
 		return timmy.WorkResult{}, err
 	}
@@ -69,7 +81,11 @@ func (s *Service) Run(ctx context.Context, client, request string) (timmy.WorkRe
 	res, err := s.agent.Execute(ctx, request, timmy.ExecuteOptions{MaxOutputTokens: s.cfg.MaxOutputTokens})
 	s.metrics.Observe(s.name, "demo", start, err)
 	if err != nil {
-		return timmy.WorkResult{}, fmt.Errorf("demo: %w", &timmy.Error{Code: timmy.EUNAVAILABLE, Message: fmt.Sprintf("the agent failed: %v", err)})
+		msg := "the agent failed"
+		if timmy.ErrorCode(err) != timmy.EINTERNAL {
+			msg += ": " + timmy.ErrorMessage(err)
+		}
+		return timmy.WorkResult{}, fmt.Errorf("demo: %w: %w", &timmy.Error{Code: timmy.EUNAVAILABLE, Message: msg}, err)
 	}
 	return res, nil
 }

@@ -123,7 +123,16 @@ func (s *Service) reconcileRefunds(ctx context.Context) {
 		}
 		p, err := s.payer.LookupPayment(ctx, hash)
 		if timmy.ErrorCode(err) == timmy.ENOTFOUND {
+			if s.now().Sub(job.UpdatedAt) < refundPayTimeout+time.Minute {
+				continue // the claim's own payment attempt may still be in flight
+			}
 			p, err = s.payer.PayInvoice(ctx, r.PaymentRequest, r.AmountSats)
+			if timmy.ErrorCode(err) == timmy.EINVALID {
+				// Refused before anything was sent (the buyer's invoice
+				// expired, say): the refund is owed again, to a new claim.
+				s.finishRefund(ctx, job.ID.String(), r.PaymentHash, false, timmy.ErrorMessage(err))
+				continue
+			}
 		}
 		if err != nil {
 			s.log.Warn("track refund payment", "job", job.ID, "err", err)

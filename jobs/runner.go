@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -90,19 +89,31 @@ func (s *Service) work(ctx context.Context, job *timmy.Job) {
 	}
 }
 
+// heartbeat extends the job's lease every third of its duration. When the
+// lease cannot be extended in time (the database is unreachable, say), the
+// work is stopped before the lease lapses, so that a worker that claims the
+// job afterwards never runs alongside this one.
 func (s *Service) heartbeat(ctx context.Context, lost context.CancelFunc, jobID string) {
 	tick := time.NewTicker(s.cfg.LeaseDuration / 3)
 	defer tick.Stop()
+	held := s.now().Add(s.cfg.LeaseDuration) // the lease ClaimJob took
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			ok, err := s.store.ExtendLease(ctx, jobID, s.cfg.Owner, s.now().Add(s.cfg.LeaseDuration))
+			until := s.now().Add(s.cfg.LeaseDuration)
+			ok, err := s.store.ExtendLease(ctx, jobID, s.cfg.Owner, until)
 			if err != nil {
+				if !s.now().Add(s.cfg.LeaseDuration / 3).Before(held) {
+					s.log.Warn("lease about to lapse and cannot be extended; stopping work", "job", jobID, "err", err)
+					lost()
+					return
+				}
 				s.log.Warn("extend lease", "job", jobID, "err", err)
 				continue
 			}
+			held = until
 			if !ok {
 				s.log.Warn("lease lost; stopping work", "job", jobID)
 				lost()
@@ -120,7 +131,7 @@ func (s *Service) evaluate(ctx context.Context, job *timmy.Job) {
 	ev, err := s.agent.Evaluate(ctx, job.Request)
 	s.metrics.Observe(s.cfg.AgentName, "evaluate", start, err)
 	if err != nil {
-		s.fail(ctx, job, fmt.Sprintf("evaluation failed: %v", err))
+		s.fail(ctx, job, "evaluation failed: "+s.publicMessage(job.ID.String(), err))
 		return
 	}
 	now := s.now()
@@ -133,12 +144,12 @@ func (s *Service) evaluate(ctx context.Context, job *timmy.Job) {
 	quote, err := s.pricer.QuoteWork(ctx, job.Request, s.agent.WorkModel())
 	s.metrics.Observe("pricing", "quote", start, err)
 	if err != nil {
-		s.fail(ctx, job, fmt.Sprintf("pricing failed: %v", err))
+		s.fail(ctx, job, "pricing failed: "+s.publicMessage(id, err))
 		return
 	}
 	inv, err := s.issueInvoice(ctx, id, timmy.InvoiceWork, quote.AmountSats)
 	if err != nil {
-		s.fail(ctx, job, fmt.Sprintf("could not issue the work invoice: %s", timmy.ErrorMessage(err)))
+		s.fail(ctx, job, "could not issue the work invoice: "+s.publicMessage(id, err))
 		return
 	}
 	won := s.transition(ctx, timmy.Transition{JobID: id, From: timmy.JobEvaluating, To: timmy.JobAwaitingWorkPayment, Owner: s.cfg.Owner, At: now,
@@ -155,7 +166,7 @@ func (s *Service) execute(ctx context.Context, job *timmy.Job) {
 	res, err := s.agent.Execute(ctx, job.Request, timmy.ExecuteOptions{})
 	s.metrics.Observe(s.cfg.AgentName, "execute", start, err)
 	if err != nil {
-		s.fail(ctx, job, fmt.Sprintf("work failed: %v", err))
+		s.fail(ctx, job, "work failed: "+s.publicMessage(job.ID.String(), err))
 		return
 	}
 	ledger := timmy.CostLedger{

@@ -134,6 +134,9 @@ func New(store timmy.JobStore, ln timmy.Lightning, agent timmy.Agent, pricer tim
 	}
 	s.hold, _ = ln.(timmy.HoldInvoices)
 	s.payer, _ = ln.(timmy.Payer)
+	if ps, ok := ln.(timmy.PayerStatus); ok && !ps.CanPay() {
+		s.payer = nil
+	}
 	return s
 }
 
@@ -223,12 +226,25 @@ func (s *Service) issueInvoice(ctx context.Context, jobID string, kind timmy.Inv
 	}, nil
 }
 
-// backendError keeps coded errors from a backend (an invalid amount, say)
-// and marks everything else as the backend being unavailable, so the buyer
-// gets a 502 with a useful message rather than a bare 500.
+// backendError keeps coded errors from a backend, whose messages the
+// adapters write for buyers (an invalid amount, LNbits' own complaint), and
+// marks everything else as the backend being unavailable, so the buyer gets
+// a 502 with a useful message rather than a bare 500. The raw error (hosts,
+// dial errors) stays in the chain for the log, never in the message.
 func backendError(what string, err error) error {
 	if timmy.ErrorCode(err) != timmy.EINTERNAL {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("%s: %w", what, &timmy.Error{Code: timmy.EUNAVAILABLE, Message: fmt.Sprintf("%s: %v", what, err)})
+	return fmt.Errorf("%s: %w: %w", what, &timmy.Error{Code: timmy.EUNAVAILABLE, Message: what + ": the Lightning backend is unavailable"}, err)
+}
+
+// publicMessage is what a buyer may read about err in a job's
+// errorMessage: a coded error's own message, or a generic one for anything
+// else, whose details are logged instead.
+func (s *Service) publicMessage(jobID string, err error) string {
+	if timmy.ErrorCode(err) != timmy.EINTERNAL {
+		return timmy.ErrorMessage(err)
+	}
+	s.log.Error("job step failed", "job", jobID, "err", err)
+	return "an internal error; the operator has the details"
 }

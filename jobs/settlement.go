@@ -7,15 +7,11 @@ import (
 	"time"
 
 	"github.com/timmyhq/timmy"
+	"github.com/timmyhq/timmy/lightning"
 )
 
 // reconcileBatch bounds how many invoices one reconcile pass reads at once.
 const reconcileBatch = 500
-
-// expiryGrace is how long past its expiry an invoice the backend still calls
-// open is given before the service treats it as expired, to absorb clock skew
-// between the service and the node.
-const expiryGrace = 5 * time.Second
 
 // HintInvoice asks the watcher to look at one invoice soon. Backend pushes
 // and the development pay route call it; it never blocks.
@@ -131,80 +127,111 @@ func (s *Service) reconcileOne(ctx context.Context, hash timmy.PaymentHash) {
 }
 
 // reconcileInvoice brings one invoice's stored status up to date with the
-// backend, moves its job forward if it was just paid, and sends its money
-// where the job's outcome says.
+// backend, makes the job transition the stored status implies, and sends the
+// money where the job's outcome says.
+//
+// The job transition follows the stored status on every pass, not only when
+// the status changes: a process that died between recording a payment and
+// moving its job leaves the next pass (in any replica) to finish the move.
 func (s *Service) reconcileInvoice(ctx context.Context, inv *timmy.Invoice) error {
-	if inv.Status == timmy.InvoiceOpen || inv.Status == timmy.InvoiceAccepted || s.watchingForLatePayment(inv) {
+	if needsLookup(inv) {
 		start := time.Now()
 		status, err := s.ln.LookupInvoice(ctx, inv.PaymentHash)
 		s.metrics.Observe(s.cfg.LightningName, "lookup_invoice", start, err)
 		if err != nil {
+			// Nothing is decided on a failed lookup; in particular an
+			// expired invoice is not given up on.
 			return fmt.Errorf("lookup invoice: %w", err)
 		}
-		if status == timmy.InvoiceOpen && s.now().After(inv.ExpiresAt.Add(expiryGrace)) {
+		if status == timmy.InvoiceOpen && lightning.Lapsed(inv.ExpiresAt, s.now()) {
 			status = timmy.InvoiceExpired
 		}
 		if status != inv.Status {
-			if err := s.applyInvoiceStatus(ctx, inv, status); err != nil {
+			updated, err := s.store.UpdateInvoiceStatus(ctx, inv.PaymentHash, []timmy.InvoiceStatus{inv.Status}, status, s.now())
+			if err != nil {
 				return err
+			}
+			if !updated {
+				// Another process changed it first; work from what it stored.
+				if inv, err = s.store.GetInvoice(ctx, inv.PaymentHash); err != nil {
+					return err
+				}
+			} else {
+				inv.Status = status
 			}
 		}
 	}
-	return s.resolve(ctx, inv)
-}
-
-// applyInvoiceStatus records a status the backend reported and makes the
-// job transition it implies.
-func (s *Service) applyInvoiceStatus(ctx context.Context, inv *timmy.Invoice, status timmy.InvoiceStatus) error {
-	now := s.now()
-	from := []timmy.InvoiceStatus{inv.Status}
-	if _, err := s.store.UpdateInvoiceStatus(ctx, inv.PaymentHash, from, status, now); err != nil {
-		return err
-	}
-	prev := inv.Status
-	inv.Status = status
-	waiting, working := timmy.JobAwaitingEvalPayment, timmy.JobEvaluating
-	if inv.Kind == timmy.InvoiceWork {
-		waiting, working = timmy.JobAwaitingWorkPayment, timmy.JobExecuting
-	}
-	switch {
-	case status.Paid() && !prev.Paid():
-		won, err := s.store.TransitionJob(ctx, timmy.Transition{JobID: inv.JobID, From: waiting, To: working, At: now})
-		if err != nil {
-			return err
-		}
-		if won {
-			s.log.Info("payment received", "job", inv.JobID, "invoice", inv.Kind, "sats", inv.AmountSats, "status", status)
-			s.wake()
-		} else {
-			s.log.Warn("payment arrived for a job that moved on; its money follows the job's outcome", "job", inv.JobID, "invoice", inv.Kind)
-		}
-	case status == timmy.InvoiceExpired || status == timmy.InvoiceCancelled:
-		msg := fmt.Sprintf("the %s invoice expired unpaid", inv.Kind)
-		won, err := s.store.TransitionJob(ctx, timmy.Transition{JobID: inv.JobID, From: waiting, To: timmy.JobExpired, At: now, ErrorMessage: &msg})
-		if err != nil {
-			return err
-		}
-		if won {
-			s.log.Info("job expired", "job", inv.JobID, "invoice", inv.Kind)
-		}
-	}
-	return nil
-}
-
-// resolve sends a paid invoice's money where its job's outcome says, once:
-// settle or cancel a hold invoice, or record a refund for a settled one.
-func (s *Service) resolve(ctx context.Context, inv *timmy.Invoice) error {
 	job, err := s.store.GetJob(ctx, inv.JobID)
 	if err != nil {
 		return err
 	}
+	if job, err = s.advanceJob(ctx, job, inv); err != nil {
+		return err
+	}
+	return s.resolve(ctx, job, inv, true)
+}
+
+// needsLookup reports whether the backend must be asked about an invoice:
+// while it can still change (open, held), and for an expired plain invoice,
+// which is watched for a late payment.
+func needsLookup(inv *timmy.Invoice) bool {
+	switch inv.Status {
+	case timmy.InvoiceOpen, timmy.InvoiceAccepted:
+		return true
+	case timmy.InvoiceExpired:
+		return !inv.Hold
+	}
+	return false
+}
+
+// advanceJob makes the transition an invoice's stored status implies for a
+// job still waiting on that invoice: paid moves it to work, expired or
+// cancelled ends it. It returns the job as it stands afterwards.
+func (s *Service) advanceJob(ctx context.Context, job *timmy.Job, inv *timmy.Invoice) (*timmy.Job, error) {
+	waiting, working := timmy.JobAwaitingEvalPayment, timmy.JobEvaluating
+	if inv.Kind == timmy.InvoiceWork {
+		waiting, working = timmy.JobAwaitingWorkPayment, timmy.JobExecuting
+	}
+	if job.State != waiting {
+		return job, nil
+	}
+	now := s.now()
+	t := timmy.Transition{JobID: inv.JobID, From: waiting, At: now}
+	switch {
+	case inv.Status.Paid():
+		t.To = working
+	case inv.Status == timmy.InvoiceExpired || inv.Status == timmy.InvoiceCancelled:
+		msg := fmt.Sprintf("the %s invoice expired unpaid", inv.Kind)
+		t.To, t.ErrorMessage = timmy.JobExpired, &msg
+	default:
+		return job, nil
+	}
+	won, err := s.store.TransitionJob(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if won {
+		if t.To == working {
+			s.log.Info("payment received", "job", inv.JobID, "invoice", inv.Kind, "sats", inv.AmountSats, "status", inv.Status)
+			s.wake()
+		} else {
+			s.log.Info("job expired", "job", inv.JobID, "invoice", inv.Kind)
+		}
+	}
+	return s.store.GetJob(ctx, inv.JobID)
+}
+
+// resolve sends an invoice's money where its job's outcome says, once:
+// settle or cancel a hold invoice, or record a refund for a settled one. An
+// unpaid invoice is finished with only when confirmed says the backend was
+// just asked about it.
+func (s *Service) resolve(ctx context.Context, job *timmy.Job, inv *timmy.Invoice, confirmed bool) error {
 	action := timmy.DecideInvoice(job, inv.Kind)
 	unpaid := !inv.Status.Paid()
 	if unpaid {
 		// An unpaid invoice is finished with once its job no longer waits
 		// for it; a hold invoice is cancelled so a late payment cannot land.
-		if !job.State.Final() && inv.Status == timmy.InvoiceOpen {
+		if !confirmed || (!job.State.Final() && inv.Status == timmy.InvoiceOpen) {
 			return nil
 		}
 		if inv.Hold && (inv.Status == timmy.InvoiceOpen || inv.Status == timmy.InvoiceExpired) {
@@ -290,6 +317,7 @@ func (s *Service) watchingForLatePayment(inv *timmy.Invoice) bool {
 
 // resolveJobInvoices resolves a job's paid invoices right after the job
 // changed state, so money moves without waiting for the next reconcile.
+// Unpaid invoices are left to the reconcile, which asks the backend first.
 func (s *Service) resolveJobInvoices(ctx context.Context, jobID string) {
 	job, err := s.store.GetJob(ctx, jobID)
 	if err != nil {
@@ -297,10 +325,10 @@ func (s *Service) resolveJobInvoices(ctx context.Context, jobID string) {
 		return
 	}
 	for _, inv := range []*timmy.Invoice{job.EvalInvoice, job.WorkInvoice} {
-		if inv == nil || inv.Resolved {
+		if inv == nil || inv.Resolved || !inv.Status.Paid() {
 			continue
 		}
-		if err := s.resolve(ctx, inv); err != nil {
+		if err := s.resolve(ctx, job, inv, false); err != nil {
 			s.log.Error("resolve invoice; the reconcile will retry", "job", jobID, "invoice", inv.Kind, "err", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -16,7 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/timmyhq/timmy/api"
+	"github.com/timmyhq/timmy/demo"
 	"github.com/timmyhq/timmy/internal/apitest"
+	"github.com/timmyhq/timmy/server"
 )
 
 // do sends a raw request through the spec-checking client and returns the
@@ -198,4 +201,32 @@ func TestHealthSpecAndMetrics(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	require.Contains(t, string(raw), `timmy_jobs{state="awaiting_eval_payment"} 1`)
 	require.Contains(t, string(raw), `timmy_backend_call_duration_seconds_count{backend="lightning",op="create_invoice",outcome="ok"} 1`)
+}
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	proxy := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	cases := []struct {
+		remote, xff, want string
+		trusted           []netip.Prefix
+	}{
+		{"198.51.100.9:5000", "203.0.113.1", "198.51.100.9", nil},                    // untrusted peer: header ignored
+		{"10.0.0.2:5000", "203.0.113.1", "203.0.113.1", proxy},                       // trusted proxy
+		{"10.0.0.2:5000", "203.0.113.1:4711", "203.0.113.1", proxy},                  // a port in the entry
+		{"10.0.0.2:5000", "[2001:db8::1]:4711", "2001:db8::1", proxy},                // IPv6 with a port
+		{"10.0.0.2:5000", "192.0.2.66, 203.0.113.1, 10.0.0.7", "203.0.113.1", proxy}, // rightmost untrusted
+		{"10.0.0.2:5000", "garbage", "10.0.0.2", proxy},                              // unreadable: the peer
+		{"[::ffff:10.0.0.2]:5000", "203.0.113.1", "203.0.113.1", proxy},              // IPv4-mapped peer
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("GET", "/api/demo", nil)
+		r.RemoteAddr = c.remote
+		if c.xff != "" {
+			r.Header.Set("X-Forwarded-For", c.xff)
+		}
+		require.Equal(t, c.want, server.ClientIP(r, c.trusted), "%s via %s", c.xff, c.remote)
+	}
+	require.Equal(t, demo.LimitKey("2001:db8:1:2:aaaa::1"), demo.LimitKey("2001:db8:1:2:bbbb::9"), "one /64, one limit")
+	require.NotEqual(t, demo.LimitKey("2001:db8:1:2::1"), demo.LimitKey("2001:db8:1:3::1"))
+	require.Equal(t, "203.0.113.1", demo.LimitKey("203.0.113.1"))
 }

@@ -83,7 +83,7 @@ func (a *Agent) Execute(ctx context.Context, request string, opts timmy.ExecuteO
 		return timmy.WorkResult{}, err
 	}
 	if strings.Contains(request, a.cfg.FailMarker) {
-		return timmy.WorkResult{}, fmt.Errorf("stub agent: the request contains the fail marker %q", a.cfg.FailMarker)
+		return timmy.WorkResult{}, timmy.Errorf(timmy.EUNAVAILABLE, "stub agent: the request contains the fail marker %q", a.cfg.FailMarker)
 	}
 	text := fmt.Sprintf("[stub] This answer comes from Timmy's stub agent, not a real model. You asked: %q", request)
 	if opts.MaxOutputTokens > 0 {

@@ -182,6 +182,11 @@ func (c *Client) LookupInvoice(ctx context.Context, hash timmy.PaymentHash) (tim
 	return timmy.InvoiceOpen, nil
 }
 
+// CanPay reports whether refunds can be paid: only with the admin key.
+func (c *Client) CanPay() bool { return c.cfg.AdminKey != "" }
+
+var _ timmy.PayerStatus = (*Client)(nil)
+
 // PayInvoice pays a buyer's refund invoice with the admin key. The invoice
 // is decoded and checked first: it must be for exactly amountSats and not
 // about to expire, or an EINVALID error is returned and nothing is paid.

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/timmyhq/timmy"
 	stubagent "github.com/timmyhq/timmy/agent/stub"
 	"github.com/timmyhq/timmy/demo"
 	"github.com/timmyhq/timmy/internal/env"
@@ -223,5 +222,3 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s database is up to date\n", name)
 	return nil
 }
-
-var _ timmy.Lightning = (*stubln.Lightning)(nil)

@@ -8,7 +8,7 @@
 //   - An invoice LNbits reports as failed is reported as expired. LNbits
 //     marks an incoming invoice failed when its funding source gave up on it,
 //     which for an unpaid invoice means it expired. An unpaid invoice whose
-//     BOLT11 expiry passed more than ExpiryGrace ago is also expired, even if
+//     BOLT11 expiry passed more than lightning.ExpiryGrace ago is also expired, even if
 //     LNbits has not yet looked at it.
 //   - The payment websocket is only a hint: every payment hash it carries
 //     is passed on, and the service confirms with LookupInvoice.
@@ -32,12 +32,6 @@ import (
 	timmy "github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/lightning"
 )
-
-// ExpiryGrace is how long past its BOLT11 expiry an unpaid invoice is still
-// reported open: lightning.ExpiryGrace, the same clock-skew allowance for
-// every backend, kept under this name because the README and operators
-// refer to lnbits.ExpiryGrace.
-const ExpiryGrace = lightning.ExpiryGrace
 
 // maxBody bounds what is read from LNbits, so a misbehaving server cannot
 // exhaust memory.

@@ -126,7 +126,7 @@ func TestLookupInvoice(t *testing.T) {
 
 			// Past its expiry and the grace period, an unpaid invoice is
 			// expired even before LNbits says so; a paid one stays settled.
-			lnbits.SetNow(b.client, func() time.Time { return unpaid.ExpiresAt.Add(lnbits.ExpiryGrace + time.Second) })
+			lnbits.SetNow(b.client, func() time.Time { return unpaid.ExpiresAt.Add(lightning.ExpiryGrace + time.Second) })
 			st, err = b.client.LookupInvoice(b.ctx, unpaid.PaymentHash)
 			require.NoError(t, err)
 			require.Equal(t, timmy.InvoiceExpired, st)

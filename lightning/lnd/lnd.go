@@ -44,12 +44,6 @@ const (
 	DefaultFeeLimitPPM  = 5000
 )
 
-// ExpiryGrace is how long past its expiry an unpaid OPEN invoice is still
-// reported open: lightning.ExpiryGrace, the same clock-skew allowance for
-// every backend, kept under this name because the README and operators
-// refer to lnd.ExpiryGrace.
-const ExpiryGrace = lightning.ExpiryGrace
-
 // maxBody bounds a unary response, so a misbehaving server cannot exhaust
 // memory.
 const maxBody = 4 << 20

@@ -203,7 +203,7 @@ func TestLookupInvoiceExpiry(t *testing.T) {
 	lnd.SetNow(b.client, func() time.Time { return open.ExpiresAt.Add(time.Second) })
 	require.Equal(t, timmy.InvoiceOpen, b.status(t, open.PaymentHash))
 	require.Equal(t, timmy.InvoiceExpired, b.status(t, expired.PaymentHash))
-	lnd.SetNow(b.client, func() time.Time { return open.ExpiresAt.Add(lnd.ExpiryGrace + time.Second) })
+	lnd.SetNow(b.client, func() time.Time { return open.ExpiresAt.Add(lightning.ExpiryGrace + time.Second) })
 	require.Equal(t, timmy.InvoiceExpired, b.status(t, open.PaymentHash))
 	require.Equal(t, timmy.InvoiceExpired, b.status(t, hold.PaymentHash))
 }

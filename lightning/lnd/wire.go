@@ -91,7 +91,7 @@ func (inv *invoice) expiresAt() time.Time {
 // an unpaid invoice when it expires, so a CANCELED invoice that never held
 // an HTLC and is past its expiry is reported expired; one the service
 // cancelled (or that was paid and given back) is cancelled. An OPEN
-// invoice more than ExpiryGrace past its expiry is expired too: lnd rejects
+// invoice more than lightning.ExpiryGrace past its expiry is expired too: lnd rejects
 // payments to it even if its watcher has not run yet.
 func (inv *invoice) status(now time.Time) timmy.InvoiceStatus {
 	switch inv.State {

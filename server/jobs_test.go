@@ -189,15 +189,7 @@ func TestExactlyOnceAcrossReplicas(t *testing.T) {
 			require.Eventually(t, func() bool { return *a.getJob(t, id).WorkInvoice.Status == api.InvoiceStatusSettled }, 10*time.Second, 20*time.Millisecond)
 
 			require.Equal(t, int64(1), a.agent.executes.Load(), "Execute ran exactly once across both replicas")
-			events, err := a.db.JobEvents(context.Background(), id)
-			require.NoError(t, err)
-			completes := 0
-			for _, e := range events {
-				if e.To == timmy.JobComplete {
-					completes++
-				}
-			}
-			require.Equal(t, 1, completes)
+			require.Equal(t, 1, storetest.Transitions(t, a.db, id, timmy.JobComplete), "the job completed once")
 		})
 	}
 }

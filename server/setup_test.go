@@ -128,18 +128,11 @@ func setup(t testing.TB, o options) *instance {
 	return in
 }
 
-// waitState polls the database directly, never the HTTP API, until the job
-// reaches want, so a test can prove jobs advance without client polling.
+// waitState waits until the job reaches want, reading the database and
+// never the HTTP API, so tests prove jobs advance without client polling.
 func (in *instance) waitState(t *testing.T, id string, want timmy.JobState) *timmy.Job {
 	t.Helper()
-	var job *timmy.Job
-	require.Eventually(t, func() bool {
-		var err error
-		job, err = in.db.GetJob(context.Background(), id)
-		require.NoError(t, err)
-		return job.State == want
-	}, 15*time.Second, 20*time.Millisecond, "job %s never reached %s", id, want)
-	return job
+	return storetest.WaitState(t, in.db, id, want, 15*time.Second)
 }
 
 func (in *instance) createJob(t testing.TB, request string) *api.CreatedJob {

@@ -55,14 +55,7 @@ func dbEnv(t *testing.T, engine store.Engine) (map[string]string, *store.DB) {
 
 func waitState(t *testing.T, db *store.DB, id string, want timmy.JobState, within time.Duration) *timmy.Job {
 	t.Helper()
-	var job *timmy.Job
-	require.Eventually(t, func() bool {
-		var err error
-		job, err = db.GetJob(context.Background(), id)
-		require.NoError(t, err)
-		return job.State == want
-	}, within, 25*time.Millisecond, "job never reached %s", want)
-	return job
+	return storetest.WaitState(t, db, id, want, within)
 }
 
 // TestCrashDuringExecutingIsRecovered kills a `timmy serve` with SIGKILL
@@ -100,15 +93,7 @@ func TestCrashDuringExecutingIsRecovered(t *testing.T) {
 			require.GreaterOrEqual(t, time.Since(killedAt), 500*time.Millisecond, "the second process waited for the lease")
 			require.Contains(t, done.Result, "survive a crash")
 
-			events, err := db.JobEvents(context.Background(), id)
-			require.NoError(t, err)
-			completes := 0
-			for _, e := range events {
-				if e.To == timmy.JobComplete {
-					completes++
-				}
-			}
-			require.Equal(t, 1, completes, "the result is stored once")
+			require.Equal(t, 1, storetest.Transitions(t, db, id, timmy.JobComplete), "the result is stored once")
 			require.Eventually(t, func() bool {
 				inv, err := db.GetInvoice(context.Background(), job.WorkInvoice.PaymentHash)
 				require.NoError(t, err)

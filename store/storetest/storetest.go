@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/timmyhq/timmy"
 	"github.com/timmyhq/timmy/store"
 )
 
@@ -124,3 +126,40 @@ func freshSchema(t testing.TB) string {
 }
 
 var warnOnce sync.Once
+
+// WaitState polls the database, never the HTTP API, until the job reaches
+// want, so a test can prove that jobs advance without client polling.
+func WaitState(t testing.TB, db *store.DB, id string, want timmy.JobState, within time.Duration) *timmy.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		job, err := db.GetJob(context.Background(), id)
+		if err != nil {
+			t.Fatalf("get job %s: %v", id, err)
+		}
+		if job.State == want {
+			return job
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s never reached %s within %s; it is %s", id, want, within, job.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Transitions counts the recorded transitions of a job into state to, which
+// is how tests prove a state change happened exactly once.
+func Transitions(t testing.TB, db *store.DB, id string, to timmy.JobState) int {
+	t.Helper()
+	events, err := db.JobEvents(context.Background(), id)
+	if err != nil {
+		t.Fatalf("job events: %v", err)
+	}
+	n := 0
+	for _, e := range events {
+		if e.To == to {
+			n++
+		}
+	}
+	return n
+}

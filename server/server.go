@@ -264,7 +264,7 @@ func (s *Server) RunDemo(ctx context.Context, req api.RunDemoRequestObject) (api
 	return api.RunDemo200JSONResponse{Result: res.Text, Model: nonEmpty(res.Usage.Model)}, nil
 }
 
-// DevPayInvoice pays a stub invoice and lets the watcher see it at once.
+// DevPayInvoice pays a stub invoice.
 func (s *Server) DevPayInvoice(ctx context.Context, req api.DevPayInvoiceRequestObject) (api.DevPayInvoiceResponseObject, error) {
 	if s.devPayer == nil {
 		return nil, timmy.Errorf(timmy.ENOTFOUND, "the stub payment route exists only with the stub Lightning backend outside production")
@@ -273,10 +273,10 @@ func (s *Server) DevPayInvoice(ctx context.Context, req api.DevPayInvoiceRequest
 	if err != nil {
 		return nil, err
 	}
+	// The stub pushes the payment to the settlement watcher itself.
 	status, err := s.devPayer.Pay(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	s.jobs.HintInvoice(hash)
 	return api.DevPayInvoice200JSONResponse{PaymentHash: hash.String(), Status: api.InvoiceStatus(status)}, nil
 }
